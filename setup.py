@@ -1,0 +1,40 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+for line in Path("src/vbprune/__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+setup(
+    name="vbprune",
+    version=version["__version__"],
+    description="Variance-Based Pruning (ICCV 2025) of trained timm and Hugging Face vision models",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.10",
+    install_requires=[
+        # timm imports torchvision at import time; these two builds match each other and
+        # run on CPU-only machines (the local 2.13.0+cpu wheel breaks torchvision).
+        "torch>=2.14,<2.15",
+        "torchvision>=0.29,<0.30",
+        "timm>=1.0.20",
+        "transformers>=5.0",
+        "accelerate>=1.10",
+        "datasets>=4.0",
+        "huggingface_hub>=1.0",
+        "evaluate>=0.4.5",
+        "safetensors>=0.4",
+        "tqdm",
+    ],
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "scikit-learn"]},
+    entry_points={},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

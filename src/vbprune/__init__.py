@@ -1,0 +1,42 @@
+"""vbprune: Variance-Based Pruning of trained timm and Hugging Face vision models.
+
+The pipeline is statistics -> selection -> fold-and-shrink::
+
+    import vbprune
+    stats = vbprune.VarianceCalibrator(model).run(loader, max_batches=100)
+    result = vbprune.prune_model(model, stats, ratio=0.5)
+"""
+
+from .architectures import (
+    SUPPORTED_FAMILIES,
+    MLPSite,
+    UnsupportedModelError,
+    find_mlp_sites,
+)
+from .calibration import VarianceCalibrator
+from .counting import count_macs, count_params
+from .pruning import PruningResult, apply_plan, prune_model
+from .selection import PruningPlan, SitePlan, plan_pruning, select_neurons
+from .statistics import ActivationStats, NeuronStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SUPPORTED_FAMILIES",
+    "ActivationStats",
+    "MLPSite",
+    "NeuronStats",
+    "PruningPlan",
+    "PruningResult",
+    "SitePlan",
+    "UnsupportedModelError",
+    "VarianceCalibrator",
+    "__version__",
+    "apply_plan",
+    "count_macs",
+    "count_params",
+    "find_mlp_sites",
+    "plan_pruning",
+    "prune_model",
+    "select_neurons",
+]

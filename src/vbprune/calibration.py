@@ -1,0 +1,178 @@
+"""VarianceCalibrator: run calibration batches through a model and record MLP statistics.
+
+Hooks sit on each MLP's ``fc2`` input, which is the post-activation value (after GRN for
+ConvNeXt v2; dropout is off in eval mode). Each process accumulates its own shard; after
+the loop the per-site (count, mean, M2) are gathered and merged exactly with Chan's
+formula, so the result does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from .architectures import MLPSite, find_mlp_sites
+from .statistics import ActivationStats, NeuronStats
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+
+class VarianceCalibrator:
+    """Collect per-neuron post-activation mean and variance of every MLP of a model.
+
+    Args:
+        model: A supported timm or transformers model (optionally prepared by accelerate).
+        accelerator: When given, inputs go to ``accelerator.device``, its autocast is used,
+            only the main process shows progress, and statistics of all processes are
+            merged at the end of :meth:`run`. Each process must be fed its own shard.
+
+    Example:
+        >>> stats = VarianceCalibrator(model).run(loader, max_batches=100)
+        >>> stats["blocks.0.mlp"].var.shape
+        torch.Size([3072])
+    """
+
+    def __init__(self, model: nn.Module, accelerator: Accelerator | None = None):
+        self.model = model
+        self.accelerator = accelerator
+        if accelerator is not None:
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+            if accelerator.num_processes != world_size:
+                # torchrun on CPU without ACCELERATE_USE_CPU=1 silently gives every rank a
+                # single-process accelerator: each would read the whole dataset.
+                raise RuntimeError(
+                    f"accelerator has {accelerator.num_processes} process(es) but "
+                    f"WORLD_SIZE={world_size}; on CPU set ACCELERATE_USE_CPU=1 or use "
+                    "`accelerate launch --multi_gpu`"
+                )
+        base = accelerator.unwrap_model(model) if accelerator is not None else model
+        self.sites: list[MLPSite] = find_mlp_sites(base)
+
+    def run(self, batches: Iterable[Any], max_batches: int | None = None) -> ActivationStats:
+        """Run ``batches`` through the model and return the statistics of every site.
+
+        Args:
+            batches: Iterable of image tensors ``(B, C, H, W)``, of dicts holding
+                ``pixel_values``, or of ``(images, labels)`` tuples.
+            max_batches: Stop after this many batches per process (``None``: all).
+
+        Returns:
+            The merged :class:`ActivationStats` (over all processes, if an accelerator
+            was given); identical on every process.
+
+        Raises:
+            FloatingPointError: if an activation is NaN or infinite (names the site).
+            ValueError: if no sample was seen at all.
+        """
+        from tqdm.auto import tqdm
+
+        if max_batches is not None and max_batches < 1:
+            raise ValueError(f"max_batches must be a positive integer or None, got {max_batches}")
+        stats = {s.name: NeuronStats.empty(s.hidden_size, s.fc2.weight.device) for s in self.sites}
+        handles = [
+            site.fc2.register_forward_pre_hook(_make_hook(stats[site.name], site.is_conv))
+            for site in self.sites
+        ]
+        modes = {module: module.training for module in self.model.modules()}
+        total = _length(batches)
+        if max_batches is not None:
+            total = max_batches if total is None else min(total, max_batches)
+        accelerator = self.accelerator
+        autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+        show = accelerator is None or accelerator.is_local_main_process
+        try:
+            self.model.eval()
+            with torch.no_grad(), autocast:
+                progress = tqdm(batches, total=total, desc="calibrating", disable=not show)
+                for index, batch in enumerate(progress):
+                    if max_batches is not None and index >= max_batches:
+                        break
+                    self.model(self._inputs(batch))
+                    _check_finite(stats, index)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.train(training)
+        if accelerator is not None and accelerator.num_processes > 1:
+            stats = _gather_and_merge(stats, accelerator)
+        empty = [name for name, s in stats.items() if s.count == 0]
+        if empty:
+            raise ValueError(f"no calibration sample reached {empty[0]}: the batches were empty")
+        return ActivationStats(stats)
+
+    def _inputs(self, batch: Any) -> Tensor:
+        if isinstance(batch, Mapping):
+            if "pixel_values" not in batch:
+                raise TypeError(
+                    f"calibration batch dict has no 'pixel_values' (keys: {sorted(batch)})"
+                )
+            batch = batch["pixel_values"]
+        elif isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        if not isinstance(batch, Tensor):
+            raise TypeError(f"calibration batch must hold a tensor, got {type(batch).__name__}")
+        param = next(self.model.parameters())
+        device = self.accelerator.device if self.accelerator is not None else param.device
+        # A model cast to bf16/fp16 needs inputs of its dtype; autocast handles the rest.
+        dtype = param.dtype if batch.is_floating_point() else None
+        return batch.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def _make_hook(acc: NeuronStats, is_conv: bool):
+    channel_dim = 1 if is_conv else -1  # 1x1-conv MLPs see NCHW, linear MLPs (..., H)
+
+    def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        acc.update(args[0].detach(), channel_dim=channel_dim)
+
+    return hook
+
+
+def _length(batches: Iterable[Any]) -> int | None:
+    try:
+        return len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _check_finite(stats: dict[str, NeuronStats], batch_index: int) -> None:
+    # One device sync per batch: a sum is non-finite iff some element is.
+    live = [(name, s) for name, s in stats.items() if s.count]
+    if not live:
+        return
+    device = live[0][1].mean.device
+    sums = torch.stack([(s.mean.sum() + s.m2.sum()).to(device) for _, s in live])
+    if bool(torch.isfinite(sums).all()):
+        return
+    bad = next(name for (name, _), ok in zip(live, torch.isfinite(sums).tolist()) if not ok)
+    raise FloatingPointError(
+        f"NaN or infinite activations in MLP {bad} (batch {batch_index}); check the inputs "
+        "and the model's precision"
+    )
+
+
+def _gather_and_merge(stats: dict[str, NeuronStats], accelerator: Accelerator) -> dict:
+    """Merge every process's moments exactly: all-gather (count, mean, M2), then Chan."""
+    names = list(stats)
+    widths = [stats[n].mean.numel() for n in names]
+    device = accelerator.device
+    counts = torch.tensor([stats[n].count for n in names], dtype=torch.int64, device=device)
+    flat = torch.cat([torch.cat([stats[n].mean, stats[n].m2]).to(device) for n in names])
+    world = accelerator.num_processes
+    all_counts = accelerator.gather(counts).view(world, len(names)).tolist()  # (P, S)
+    all_flat = accelerator.gather(flat).view(world, -1).cpu()  # (P, 2 * sum(H))
+    merged = {}
+    for rank in range(world):
+        offset = 0
+        for index, (name, width) in enumerate(zip(names, widths)):
+            chunk = all_flat[rank, offset : offset + 2 * width]
+            offset += 2 * width
+            part = NeuronStats(all_counts[rank][index], chunk[:width], chunk[width:])
+            merged[name] = merged[name].merge(part) if name in merged else part
+    return merged

@@ -1,0 +1,219 @@
+"""Which neurons to remove: statistics + ratio -> a plain, serialisable plan (torch only).
+
+Selection never touches a model. The plan it returns (kept indices and the means to fold,
+per site) is applied by :mod:`vbprune.surgery`, can be saved as JSON and replayed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from numbers import Real
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .statistics import NeuronStats
+
+SCOPES = ("global", "layer")
+
+
+@dataclass
+class SitePlan:
+    """What happens to one MLP.
+
+    Attributes:
+        width: Hidden width before pruning.
+        keep: Indices of the kept neurons, ascending.
+        fold_mean: Mean activation of each removed neuron, in ascending index order
+            (the complement of ``keep``); folded into ``fc2``'s bias.
+    """
+
+    width: int
+    keep: list[int]
+    fold_mean: list[float]
+
+    @property
+    def pruned(self) -> list[int]:
+        """Indices of the removed neurons, ascending."""
+        kept = set(self.keep)
+        return [i for i in range(self.width) if i not in kept]
+
+
+@dataclass
+class PruningPlan:
+    """The outcome of selection for a whole model: a :class:`SitePlan` per site name."""
+
+    ratio: float
+    scope: str
+    min_keep: int = 1
+    round_to: int = 1
+    sites: dict[str, SitePlan] = field(default_factory=dict)
+
+    @property
+    def hidden_sizes(self) -> dict[str, int]:
+        """Width per site after pruning."""
+        return {name: len(site.keep) for name, site in self.sites.items()}
+
+    @property
+    def num_pruned(self) -> int:
+        """Total number of neurons removed."""
+        return sum(site.width - len(site.keep) for site in self.sites.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (``json.dumps(plan.to_dict())``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PruningPlan:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        sites = {name: SitePlan(**site) for name, site in data.pop("sites").items()}
+        return cls(**data, sites=sites)
+
+
+def validate_options(ratio: float, scope: str, min_keep: int, round_to: int) -> None:
+    """Raise ``ValueError``/``TypeError`` naming any bad pruning option."""
+    if isinstance(ratio, bool) or not isinstance(ratio, Real):
+        raise TypeError(f"ratio must be a number in [0, 1), got {ratio!r}")
+    if not (0.0 <= float(ratio) < 1.0):  # also rejects NaN
+        raise ValueError(f"ratio must be in [0, 1), got {ratio!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    for option, value in (("min_keep", min_keep), ("round_to", round_to)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{option} must be a positive integer, got {value!r}")
+
+
+def _floor_count(ratio: float, n: int) -> int:
+    """``floor(ratio * n)``, forgiving float error: 0.29 * 100 is 28.999999999999996."""
+    product = float(ratio) * n
+    nearest = round(product)
+    return nearest if abs(product - nearest) < 1e-9 * max(1, n) else math.floor(product)
+
+
+def select_neurons(
+    variances: Mapping[str, Tensor],
+    ratio: float,
+    scope: str = "global",
+    min_keep: int = 1,
+    round_to: int = 1,
+) -> dict[str, Tensor]:
+    """Choose the neurons to keep, lowest variance removed first.
+
+    ``global`` pools all neurons and removes the ``floor(ratio * total)`` of lowest raw
+    variance (no per-layer normalisation); ``layer`` removes ``floor(ratio * width)`` per
+    site. Ties are broken by (site order, neuron index), so the result is deterministic.
+    With ``round_to=N`` every kept width is a multiple of N (or the full width), chosen
+    so that the total kept is as close as possible to the unrounded target; the sites
+    whose target was nearest to the next multiple round up first.
+
+    Args:
+        variances: ``(H,)`` variance per neuron, by site name, in model order.
+        ratio: Fraction of neurons to remove, in [0, 1).
+        scope: ``"global"`` or ``"layer"``.
+        min_keep: No site keeps fewer neurons than this.
+        round_to: Kept widths are multiples of this.
+
+    Returns:
+        Sorted ``int64`` indices of the kept neurons per site.
+
+    Raises:
+        ValueError: on a bad option, or when ``min_keep`` makes the ratio unreachable.
+    """
+    validate_options(ratio, scope, min_keep, round_to)
+    names = list(variances)
+    var = [variances[n].detach().double().cpu().reshape(-1) for n in names]
+    widths = [v.numel() for v in var]
+    for name, width in zip(names, widths):
+        if width < min_keep:
+            raise ValueError(f"site {name} has {width} neurons, fewer than min_keep={min_keep}")
+    if scope == "global":
+        removed = _global_removal_counts(var, widths, ratio, min_keep)
+    else:
+        removed = [_floor_count(ratio, w) for w in widths]
+        for name, width, r in zip(names, widths, removed):
+            if width - r < min_keep:
+                raise ValueError(
+                    f"ratio {ratio} would leave {width - r} neurons in {name}, "
+                    f"fewer than min_keep={min_keep}"
+                )
+    kept = [w - r for w, r in zip(widths, removed)]
+    if round_to > 1:
+        kept = _round_widths(kept, widths, round_to, min_keep)
+    keep = {}
+    for name, v, k in zip(names, var, kept):
+        order = torch.argsort(v, stable=True)  # ascending variance, ties by index
+        keep[name] = order[v.numel() - k :].sort().values
+    return keep
+
+
+def _global_removal_counts(
+    var: list[Tensor], widths: list[int], ratio: float, min_keep: int
+) -> list[int]:
+    total = sum(widths)
+    n_remove = _floor_count(ratio, total)
+    pooled = torch.cat(var)  # (total,) in (site, index) order
+    order = torch.argsort(pooled, stable=True)  # ties: earlier site, then lower index
+    site_of = torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(widths))[order]
+    # A neuron may go only while its site still keeps min_keep: within a site the global
+    # order is the site's own order, so the first (width - min_keep) of it are eligible.
+    eligible = torch.zeros(total, dtype=torch.bool)
+    for site, width in enumerate(widths):
+        positions = (site_of == site).nonzero().squeeze(1)
+        eligible[positions[: width - min_keep]] = True
+    chosen = site_of[eligible][:n_remove]
+    if chosen.numel() < n_remove:
+        raise ValueError(
+            f"ratio {ratio} removes {n_remove} of {total} neurons, but min_keep={min_keep} "
+            f"allows at most {int(eligible.sum())}"
+        )
+    return torch.bincount(chosen, minlength=len(widths)).tolist()
+
+
+def _round_widths(kept: list[int], widths: list[int], multiple: int, min_keep: int) -> list[int]:
+    floor_min = [min(w, multiple * math.ceil(min_keep / multiple)) for w in widths]
+    down = [max(min(multiple * (k // multiple), w), m) for k, w, m in zip(kept, widths, floor_min)]
+    up = [max(min(multiple * math.ceil(k / multiple), w), d) for k, w, d in zip(kept, widths, down)]
+    target, total = sum(kept), sum(down)
+    result = list(down)
+    # Largest remainder first; ties by site order (sorted is stable).
+    for site in sorted(range(len(kept)), key=lambda s: -(kept[s] - down[s])):
+        step = up[site] - down[site]
+        if step and abs(total + step - target) < abs(total - target):
+            result[site] = up[site]
+            total += step
+    return result
+
+
+def plan_pruning(
+    stats: Mapping[str, NeuronStats],
+    ratio: float,
+    scope: str = "global",
+    min_keep: int = 1,
+    round_to: int = 1,
+) -> PruningPlan:
+    """Select neurons from calibration statistics and record the means to fold.
+
+    Args:
+        stats: Statistics per site (e.g. :class:`~vbprune.ActivationStats`), model order.
+        ratio, scope, min_keep, round_to: As in :func:`select_neurons`.
+
+    Returns:
+        A :class:`PruningPlan` that :func:`vbprune.apply_plan` applies.
+    """
+    for name, s in stats.items():
+        if s.count < 2:
+            raise ValueError(f"statistics of {name} hold {s.count} sample(s); need at least 2")
+        if not s.is_finite():
+            raise ValueError(f"statistics of {name} hold NaN or infinite values")
+    keep = select_neurons({n: s.var for n, s in stats.items()}, ratio, scope, min_keep, round_to)
+    plan = PruningPlan(float(ratio), scope, min_keep, round_to)
+    for name, s in stats.items():
+        width = s.mean.numel()
+        mask = torch.ones(width, dtype=torch.bool)
+        mask[keep[name]] = False
+        plan.sites[name] = SitePlan(width, keep[name].tolist(), s.mean.cpu()[mask].tolist())
+    return plan

@@ -1,0 +1,194 @@
+"""Tiny models of every supported family, built from configs (no download)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+IMAGE = 32  # pixels; every factory below takes (B, 3, 32, 32)
+
+
+def timm_vit():
+    import timm
+
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=IMAGE,
+        patch_size=8,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+    )
+
+
+def timm_deit_distilled():
+    import timm
+
+    return timm.create_model(
+        "deit_tiny_distilled_patch16_224",
+        pretrained=False,
+        img_size=IMAGE,
+        patch_size=8,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+    )
+
+
+def timm_swin():
+    from timm.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(
+        img_size=IMAGE,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(1, 2),
+        num_heads=(1, 2),
+        num_classes=10,
+    )
+
+
+def timm_convnext(conv_mlp: bool = False, use_grn: bool = False):
+    from timm.models.convnext import ConvNeXt
+
+    return ConvNeXt(
+        depths=(1, 2, 1, 1),
+        dims=(8, 16, 16, 16),
+        conv_mlp=conv_mlp,
+        use_grn=use_grn,
+        ls_init_value=None if use_grn else 1e-6,
+        num_classes=10,
+    )
+
+
+def hf_vit():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    return ViTForImageClassification(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=IMAGE,
+            patch_size=8,
+            num_labels=10,
+        )
+    )
+
+
+def hf_deit():
+    from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
+
+    return DeiTForImageClassificationWithTeacher(
+        DeiTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=IMAGE,
+            patch_size=8,
+            num_labels=10,
+        )
+    )
+
+
+def hf_swin():
+    from transformers import SwinConfig, SwinForImageClassification
+
+    return SwinForImageClassification(
+        SwinConfig(
+            image_size=IMAGE,
+            patch_size=4,
+            window_size=4,
+            embed_dim=16,
+            depths=[1, 2],
+            num_heads=[1, 2],
+            num_labels=10,
+        )
+    )
+
+
+def hf_convnext():
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    return ConvNextForImageClassification(
+        ConvNextConfig(
+            num_stages=2,
+            hidden_sizes=[8, 16],
+            depths=[1, 2],
+            num_labels=10,
+        )
+    )
+
+
+def hf_convnextv2():
+    from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
+
+    return ConvNextV2ForImageClassification(
+        ConvNextV2Config(
+            num_stages=2,
+            hidden_sizes=[8, 16],
+            depths=[1, 2],
+            num_labels=10,
+        )
+    )
+
+
+FAMILIES = {
+    "timm-vit": timm_vit,
+    "timm-deit-distilled": timm_deit_distilled,
+    "timm-swin": timm_swin,
+    "timm-convnext": timm_convnext,
+    "timm-convnext-convmlp": lambda: timm_convnext(conv_mlp=True),
+    "timm-convnextv2": lambda: timm_convnext(use_grn=True),
+    "timm-convnextv2-convmlp": lambda: timm_convnext(conv_mlp=True, use_grn=True),
+    "hf-vit": hf_vit,
+    "hf-deit": hf_deit,
+    "hf-swin": hf_swin,
+    "hf-convnext": hf_convnext,
+    "hf-convnextv2": hf_convnextv2,
+}
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every 1-D parameter and layer scale a non-trivial value, so logits depend
+    visibly on every MLP (default inits put layer scale at 1e-6 and heads at zero).
+    GRN weights stay zero: only then is the fold exact for ConvNeXt v2."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "grn" in name and name.endswith("weight"):
+                p.zero_()
+            elif p.dim() == 1 or "layer_scale" in name or name.endswith("gamma"):
+                centre = 0.0 if name.endswith("bias") else 1.0
+                p.copy_(centre + 0.1 * torch.randn(p.shape, generator=generator))
+            elif "grn" in name:  # transformers' (1, 1, 1, H) GRN bias
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
+            elif p.dim() >= 2 and ("classifier" in name or "head" in name):
+                p.copy_(0.2 * torch.randn(p.shape, generator=generator))
+    return model.eval()
+
+
+def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(images)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request):
+    return request.param
+
+
+@pytest.fixture
+def images():
+    return torch.randn(4, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1))
