@@ -1,0 +1,66 @@
+"""count_macs counts every matmul/conv MAC, attention products included; count_params."""
+
+from __future__ import annotations
+
+import pytest
+
+import vbprune
+from conftest import FAMILIES, randomize
+
+
+def vit_macs(tokens, dim, hidden_per_block, patches, patch_in, classes):
+    total = patches * dim * patch_in + dim * classes  # patch embedding, head (cls token)
+    for hidden in hidden_per_block:
+        total += tokens * dim * 3 * dim  # qkv
+        total += 2 * tokens * tokens * dim  # scores q k^T and the value product
+        total += tokens * dim * dim  # projection
+        total += 2 * tokens * dim * hidden  # fc1 + fc2
+    return total
+
+
+def test_timm_vit_macs_equal_hand_count_before_and_after_pruning(images):
+    model = randomize(FAMILIES["timm-vit"]())  # 32 px, patch 8: 16 patches + cls token
+    assert vbprune.count_macs(model, (3, 32, 32)) == vit_macs(17, 32, [128, 128], 16, 192, 10)
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    result = vbprune.prune_model(model, stats, 0.3)
+    hidden = list(result.hidden_sizes.values())
+    assert vbprune.count_macs(model, (3, 32, 32)) == vit_macs(17, 32, hidden, 16, 192, 10)
+    assert vbprune.count_macs(model, (2, 3, 32, 32)) == 2 * vit_macs(17, 32, hidden, 16, 192, 10)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_hf_vit_attention_counted_with_any_implementation(implementation):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        num_labels=10,
+    )
+    config._attn_implementation = implementation
+    model = ViTForImageClassification(config)
+    assert vbprune.count_macs(model, (3, 32, 32)) == vit_macs(17, 32, [64, 64], 16, 192, 10)
+
+
+def test_params_drop_by_removed_rows_and_columns(images):
+    model = randomize(FAMILIES["hf-swin"]())
+    before = vbprune.count_params(model)
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    result = vbprune.prune_model(model, stats, 0.4)
+    expected = before
+    for site in vbprune.find_mlp_sites(model):
+        removed = result.original_sizes[site.name] - site.hidden_size
+        expected -= removed * (site.fc1.in_features + 1 + site.fc2.out_features)
+    assert vbprune.count_params(model) == expected
+
+
+def test_count_macs_restores_training_mode_and_checks_shape():
+    model = FAMILIES["timm-convnext"]().train()
+    assert vbprune.count_macs(model, (3, 32, 32)) > 0
+    assert model.training
+    with pytest.raises(ValueError, match="input_size"):
+        vbprune.count_macs(model, (32, 32))
