@@ -80,6 +80,21 @@ def test_hooks_removed_and_modes_restored_on_error(images):
     assert all(site.fc2._forward_pre_hooks == {} for site in vbprune.find_mlp_sites(model))
 
 
+def test_hooks_removed_when_the_batches_cannot_be_iterated():
+    model = randomize(FAMILIES["hf-vit"]())
+
+    class Broken:
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            raise OSError("dataset unreachable")
+
+    with pytest.raises(OSError, match="unreachable"):
+        vbprune.VarianceCalibrator(model).run(Broken())
+    assert all(site.fc2._forward_pre_hooks == {} for site in vbprune.find_mlp_sites(model))
+
+
 def test_nan_activation_names_the_site(images):
     model = randomize(FAMILIES["timm-vit"]())
     site = vbprune.find_mlp_sites(model)[1]

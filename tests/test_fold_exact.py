@@ -63,6 +63,7 @@ def test_fold_creates_fc2_bias_when_missing(images):
     stats = vbprune.VarianceCalibrator(model).run([images])
     vbprune.prune_model(model, stats, 16 / 256)
     assert site.fc2.bias is not None and site.fc2.bias.abs().sum() > 0
+    assert site.fc2.bias.requires_grad  # trainable in the fine-tuning that follows
     assert relative_change(before, logits(model, images)) < 1e-5
 
 

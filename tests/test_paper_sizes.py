@@ -51,7 +51,8 @@ def dense():
 def test_deit_sizes(dense, name, ratio, params_before, params_after, mac_drop):
     model = copy.deepcopy(dense[name])
     params0, macs0 = vbprune.count_params(model), vbprune.count_macs(model)
-    vbprune.prune_model(model, random_stats(model), ratio)
+    result = vbprune.prune_model(model, random_stats(model), ratio)
+    assert result.num_pruned == int(ratio * sum(result.original_sizes.values()))
     params1, macs1 = vbprune.count_params(model), vbprune.count_macs(model)
     assert round(params0 / 1e6, 2) == params_before
     if params_after is not None:

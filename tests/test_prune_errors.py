@@ -18,13 +18,16 @@ def model_and_stats(images):
 
 
 def snapshot(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    # repr shows module metadata (in_features, out_channels, ...), the dict the tensors.
+    return repr(model), {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def assert_unchanged(model, before):
+    text, tensors = before
+    assert repr(model) == text
     after = model.state_dict()
-    assert after.keys() == before.keys()
-    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert after.keys() == tensors.keys()
+    assert all(torch.equal(after[k], tensors[k]) for k in tensors)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +63,7 @@ def test_statistics_of_wrong_width(model_and_stats):
     wrong["layers.0.blocks.0.mlp"] = NeuronStats(
         10, torch.zeros(63, dtype=torch.float64), torch.ones(63, dtype=torch.float64)
     )
-    with pytest.raises(ValueError, match="63 neurons, the model has 64"):
+    with pytest.raises(ValueError, match=r"shape \(63,\), the model has 64 neurons"):
         vbprune.prune_model(model, ActivationStats(wrong), 0.5)
     assert_unchanged(model, before)
 
@@ -99,3 +102,33 @@ def test_plan_for_another_model_is_refused_before_changes(model_and_stats, image
     # and the plan replays on its own model: same widths as prune_model
     widths = vbprune.apply_plan(model, plan)
     assert widths == plan.hidden_sizes
+
+
+def test_statistics_with_m2_of_other_width(model_and_stats):
+    model, stats = model_and_stats
+    before = snapshot(model)
+    bad = dict(stats)
+    good = stats["layers.0.blocks.0.mlp"]
+    bad["layers.0.blocks.0.mlp"] = NeuronStats(good.count, good.mean, good.m2[:10])
+    with pytest.raises(ValueError, match=r"layers\.0\.blocks\.0\.mlp have shape"):
+        vbprune.prune_model(model, ActivationStats(bad), 0.5)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda e: e.keep.__setitem__(-1, e.width + 5), "outside"),
+        (lambda e: e.keep.__setitem__(1, e.keep[0]), "increasing"),
+        (lambda e: e.fold_mean.pop(), "fold_mean"),
+        (lambda e: e.fold_mean.__setitem__(0, float("nan")), "fold_mean"),
+    ],
+)
+def test_malformed_plan_leaves_model_unchanged(model_and_stats, corrupt, match):
+    model, stats = model_and_stats
+    plan = vbprune.plan_pruning(stats, 0.5)
+    corrupt(plan.sites["layers.1.blocks.1.mlp"])  # the last site: the others come first
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=match):
+        vbprune.apply_plan(model, plan)
+    assert_unchanged(model, before)

@@ -132,3 +132,33 @@ def test_plan_is_json_serialisable_and_records_fold_means():
     for name, site in plan.sites.items():
         assert site.fold_mean == stats[name].mean[site.pruned].tolist()
         assert sorted(site.keep + site.pruned) == list(range(site.width))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_round_to_is_optimal_with_uneven_widths_and_min_keep(seed):
+    g = torch.Generator().manual_seed(seed)
+    widths = torch.randint(3, 40, (4,), generator=g).tolist()
+    variances = {f"m{i}": torch.rand(w, generator=g) for i, w in enumerate(widths)}
+    multiple, min_keep = 4, int(torch.randint(1, 4, (1,), generator=g))
+    ratio = float(torch.rand(1, generator=g)) * 0.8
+    exact = select_neurons(variances, ratio, min_keep=min_keep)
+    rounded = select_neurons(variances, ratio, min_keep=min_keep, round_to=multiple)
+    target = sum(k.numel() for k in exact.values())
+
+    def allowed(width):  # multiples of 4 from the min_keep floor up, or the full width
+        lowest = min(width, multiple * -(-min_keep // multiple))
+        return {k for k in range(lowest, width + 1) if k % multiple == 0 or k == width}
+
+    got = [rounded[n].numel() for n in variances]
+    assert all(k in allowed(w) for k, w in zip(got, widths))
+    # Brute force over each site's multiple below and allowed width above its target:
+    # no combination is nearer to the target.
+    choices = []
+    for k, w in zip((e.numel() for e in exact.values()), widths):
+        options = allowed(w)
+        multiples = {o for o in options if o % multiple == 0 or o < multiple}
+        below = max((o for o in multiples if o <= k), default=None)
+        above = min((o for o in options if o >= k), default=None)
+        choices.append({below, above} - {None})
+    best = min(abs(sum(c) - target) for c in itertools.product(*choices))
+    assert abs(sum(got) - target) == best

@@ -64,7 +64,9 @@ class VarianceCalibrator:
 
         Returns:
             The merged :class:`ActivationStats` (over all processes, if an accelerator
-            was given); identical on every process.
+            was given), on the CPU; identical on every process. A failure on one process
+            (say NaN activations) raises there; the launcher (torchrun, accelerate) then
+            stops the others, which would otherwise wait at the final gather.
 
         Raises:
             FloatingPointError: if an activation is NaN or infinite (names the site).
@@ -75,18 +77,18 @@ class VarianceCalibrator:
         if max_batches is not None and max_batches < 1:
             raise ValueError(f"max_batches must be a positive integer or None, got {max_batches}")
         stats = {s.name: NeuronStats.empty(s.hidden_size, s.fc2.weight.device) for s in self.sites}
-        handles = [
-            site.fc2.register_forward_pre_hook(_make_hook(stats[site.name], site.is_conv))
-            for site in self.sites
-        ]
-        modes = {module: module.training for module in self.model.modules()}
         total = _length(batches)
         if max_batches is not None:
             total = max_batches if total is None else min(total, max_batches)
         accelerator = self.accelerator
         autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
-        show = accelerator is None or accelerator.is_local_main_process
+        show = accelerator is None or accelerator.is_main_process
+        modes = {module: module.training for module in self.model.modules()}
+        handles = []
         try:
+            for site in self.sites:
+                hook = _make_hook(stats[site.name], site.is_conv)
+                handles.append(site.fc2.register_forward_pre_hook(hook))
             self.model.eval()
             with torch.no_grad(), autocast:
                 progress = tqdm(batches, total=total, desc="calibrating", disable=not show)
@@ -105,7 +107,7 @@ class VarianceCalibrator:
         empty = [name for name, s in stats.items() if s.count == 0]
         if empty:
             raise ValueError(f"no calibration sample reached {empty[0]}: the batches were empty")
-        return ActivationStats(stats)
+        return ActivationStats(stats).to("cpu")
 
     def _inputs(self, batch: Any) -> Tensor:
         if isinstance(batch, Mapping):
@@ -137,7 +139,7 @@ def _make_hook(acc: NeuronStats, is_conv: bool):
 def _length(batches: Iterable[Any]) -> int | None:
     try:
         return len(batches)  # type: ignore[arg-type]
-    except TypeError:
+    except Exception:  # no length (generators, streaming datasets): no total in the bar
         return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,14 +45,48 @@ def _check_stats(sites: list[MLPSite], stats: Mapping[str, NeuronStats]) -> None
             f"{missing[0]!r}; were they computed on another model?"
         )
     for site in sites:
-        width = stats[site.name].mean.numel()
-        if width != site.hidden_size:
+        entry = stats[site.name]
+        shapes = {tuple(entry.mean.shape), tuple(entry.m2.shape)}
+        if shapes != {(site.hidden_size,)}:
+            widths = " and ".join(str(shape) for shape in sorted(shapes))
             raise ValueError(
-                f"statistics of {site.name} have {width} neurons, the model has {site.hidden_size}"
+                f"statistics of {site.name} have shape {widths}, the model has "
+                f"{site.hidden_size} neurons"
             )
     extra = sorted(set(stats) - {s.name for s in sites})
     if extra:
         warnings.warn(f"ignoring statistics of sites not in the model: {extra}", stacklevel=3)
+
+
+def _check_plan(sites: list[MLPSite], plan: PruningPlan) -> None:
+    names = {site.name for site in sites}
+    extra = sorted(set(plan.sites) - names)
+    if extra:
+        raise ValueError(f"plan does not fit the model: it has no MLP {extra[0]!r}")
+    for site in sites:
+        entry = plan.sites.get(site.name)
+        if entry is None or entry.width != site.hidden_size:
+            found = "missing" if entry is None else f"width {entry.width}"
+            raise ValueError(
+                f"plan does not fit the model: {site.name} has width {site.hidden_size}, "
+                f"plan entry {found}"
+            )
+        keep = entry.keep
+        if not all(isinstance(i, int) for i in keep) or any(
+            a >= b for a, b in itertools.pairwise(keep)
+        ):
+            raise ValueError(f"plan entry of {site.name}: keep must be increasing integers")
+        if keep and (keep[0] < 0 or keep[-1] >= entry.width):
+            raise ValueError(f"plan entry of {site.name}: keep indices outside [0, {entry.width})")
+        if not keep:
+            raise ValueError(f"plan entry of {site.name} keeps no neuron")
+        if len(entry.fold_mean) != entry.width - len(keep) or not all(
+            math.isfinite(m) for m in entry.fold_mean
+        ):
+            raise ValueError(
+                f"plan entry of {site.name}: fold_mean must hold one finite value per "
+                "removed neuron"
+            )
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan, compensate: bool = True) -> dict[str, int]:
@@ -69,16 +105,7 @@ def apply_plan(model: nn.Module, plan: PruningPlan, compensate: bool = True) -> 
         ValueError: before anything is modified, if the plan does not fit the model.
     """
     sites = find_mlp_sites(model)
-    for site in sites:
-        entry = plan.sites.get(site.name)
-        if entry is None or entry.width != site.hidden_size:
-            found = "missing" if entry is None else f"width {entry.width}"
-            raise ValueError(
-                f"plan does not fit the model: {site.name} has width {site.hidden_size}, "
-                f"plan entry {found}"
-            )
-        if len(entry.fold_mean) != entry.width - len(entry.keep):
-            raise ValueError(f"plan entry of {site.name} has a fold_mean of the wrong length")
+    _check_plan(sites, plan)
     with torch.no_grad():
         for site in sites:
             entry = plan.sites[site.name]

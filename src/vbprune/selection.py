@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import torch
@@ -83,7 +83,7 @@ def validate_options(ratio: float, scope: str, min_keep: int, round_to: int) -> 
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     for option, value in (("min_keep", min_keep), ("round_to", round_to)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
             raise ValueError(f"{option} must be a positive integer, got {value!r}")
 
 
@@ -174,17 +174,28 @@ def _global_removal_counts(
 
 
 def _round_widths(kept: list[int], widths: list[int], multiple: int, min_keep: int) -> list[int]:
+    """Per site, the multiple of ``multiple`` just below or above its target (or its full
+    width), chosen so that the total is nearest to ``sum(kept)`` (ties: keep more)."""
     floor_min = [min(w, multiple * math.ceil(min_keep / multiple)) for w in widths]
     down = [max(min(multiple * (k // multiple), w), m) for k, w, m in zip(kept, widths, floor_min)]
     up = [max(min(multiple * math.ceil(k / multiple), w), d) for k, w, d in zip(kept, widths, down)]
-    target, total = sum(kept), sum(down)
+    # Sites nearest to their next multiple go up first: process them first, and when
+    # tracing back let the later ones stay down whenever the total allows it.
+    order = sorted(range(len(kept)), key=lambda s: -(kept[s] - down[s]))
+    # reachable[i]: bitset of extra totals (over sum(down)) reachable by order[:i] sites.
+    reachable = [1]
+    for site in order:
+        bits = reachable[-1]
+        reachable.append(bits | (bits << (up[site] - down[site])))
+    wanted = sum(kept) - sum(down)
+    totals = [t for t in range(reachable[-1].bit_length()) if reachable[-1] >> t & 1]
+    extra = min(totals, key=lambda t: (abs(t - wanted), -t))
     result = list(down)
-    # Largest remainder first; ties by site order (sorted is stable).
-    for site in sorted(range(len(kept)), key=lambda s: -(kept[s] - down[s])):
-        step = up[site] - down[site]
-        if step and abs(total + step - target) < abs(total - target):
+    for index in range(len(order) - 1, -1, -1):
+        site = order[index]
+        if not (reachable[index] >> extra & 1):  # must go up to reach this total
             result[site] = up[site]
-            total += step
+            extra -= up[site] - down[site]
     return result
 
 
@@ -205,12 +216,17 @@ def plan_pruning(
         A :class:`PruningPlan` that :func:`vbprune.apply_plan` applies.
     """
     for name, s in stats.items():
+        if s.mean.dim() != 1 or s.m2.shape != s.mean.shape:
+            raise ValueError(
+                f"statistics of {name} are malformed: mean {tuple(s.mean.shape)}, "
+                f"m2 {tuple(s.m2.shape)}"
+            )
         if s.count < 2:
             raise ValueError(f"statistics of {name} hold {s.count} sample(s); need at least 2")
         if not s.is_finite():
             raise ValueError(f"statistics of {name} hold NaN or infinite values")
     keep = select_neurons({n: s.var for n, s in stats.items()}, ratio, scope, min_keep, round_to)
-    plan = PruningPlan(float(ratio), scope, min_keep, round_to)
+    plan = PruningPlan(float(ratio), scope, int(min_keep), int(round_to))
     for name, s in stats.items():
         width = s.mean.numel()
         mask = torch.ones(width, dtype=torch.bool)

@@ -36,7 +36,7 @@ def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
     bias = fc2.bias
     if bias is None:
         bias = torch.zeros(out_features, dtype=weight.dtype, device=weight.device)
-        fc2.bias = nn.Parameter(bias, requires_grad=weight.requires_grad)
+        fc2.bias = nn.Parameter(bias, requires_grad=fc2.weight.requires_grad)
     _replace(fc2, "bias", (bias.detach().double() + delta).to(bias.dtype))
 
 
