@@ -91,7 +91,7 @@ class VarianceCalibrator:
                 handles.append(site.fc2.register_forward_pre_hook(hook))
             self.model.eval()
             with torch.no_grad(), autocast:
-                progress = tqdm(batches, total=total, desc="calibrating", disable=not show)
+                progress = tqdm(batches, total=total, desc="calibrating", disable=not show or None)
                 for index, batch in enumerate(progress):
                     if max_batches is not None and index >= max_batches:
                         break
