@@ -69,20 +69,21 @@ def timm_convnext(conv_mlp: bool = False, use_grn: bool = False):
     )
 
 
-def hf_vit():
+def hf_vit(attn_implementation: str | None = None):
     from transformers import ViTConfig, ViTForImageClassification
 
-    return ViTForImageClassification(
-        ViTConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=IMAGE,
-            patch_size=8,
-            num_labels=10,
-        )
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=IMAGE,
+        patch_size=8,
+        num_labels=10,
     )
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    return ViTForImageClassification(config)
 
 
 def hf_deit():

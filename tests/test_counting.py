@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vbprune
-from conftest import FAMILIES, randomize
+from conftest import FAMILIES, hf_vit, randomize
 
 
 def vit_macs(tokens, dim, hidden_per_block, patches, patch_in, classes):
@@ -30,19 +30,7 @@ def test_timm_vit_macs_equal_hand_count_before_and_after_pruning(images):
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_hf_vit_attention_counted_with_any_implementation(implementation):
-    from transformers import ViTConfig, ViTForImageClassification
-
-    config = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        num_labels=10,
-    )
-    config._attn_implementation = implementation
-    model = ViTForImageClassification(config)
+    model = hf_vit(attn_implementation=implementation)
     assert vbprune.count_macs(model, (3, 32, 32)) == vit_macs(17, 32, [64, 64], 16, 192, 10)
 
 

@@ -9,6 +9,7 @@ formula, so the result does not depend on the number of processes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -91,10 +92,10 @@ class VarianceCalibrator:
                 handles.append(site.fc2.register_forward_pre_hook(hook))
             self.model.eval()
             with torch.no_grad(), autocast:
-                progress = tqdm(batches, total=total, desc="calibrating", disable=not show or None)
+                # islice: never fetch (and decode) a batch past max_batches
+                source = batches if max_batches is None else itertools.islice(batches, max_batches)
+                progress = tqdm(source, total=total, desc="calibrating", disable=not show or None)
                 for index, batch in enumerate(progress):
-                    if max_batches is not None and index >= max_batches:
-                        break
                     self.model(self._inputs(batch))
                     _check_finite(stats, index)
         finally:
