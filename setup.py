@@ -32,7 +32,7 @@ setup(
         "tqdm",
     ],
     extras_require={"dev": ["pytest>=8", "ruff>=0.6", "scikit-learn"]},
-    entry_points={},
+    entry_points={"console_scripts": ["vbprune = vbprune.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

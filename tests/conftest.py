@@ -193,3 +193,44 @@ def family(request):
 @pytest.fixture
 def images():
     return torch.randn(4, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1))
+
+
+def write_image_folder(root, per_class=(7, 3), classes=("cat", "dog", "eel"), seed=0):
+    """An ImageNet-style folder ROOT/{train,val}/<class>/<i>.png of random images; each
+    class has its own mean colour, so a classifier can tell them apart."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "val"), per_class):
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.normal(60 + 60 * index, 30, (40, 48, 3)).clip(0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """21 training and 9 validation images in 3 classes (21 divides by neither 2 nor 4)."""
+    return write_image_folder(tmp_path_factory.mktemp("images"))
+
+
+TINY_TIMM_ARGS = dict(
+    img_size=IMAGE, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3
+)
+
+
+@pytest.fixture(scope="session")
+def timm_model_dir(tmp_path_factory):
+    """A tiny timm ViT saved in timm's own format (what `local-dir:` and the Hub hold)."""
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_TIMM_ARGS))
+    path = tmp_path_factory.mktemp("models") / "tiny-vit"
+    save_for_hf(model, str(path), model_args=TINY_TIMM_ARGS, safe_serialization=True)
+    return path

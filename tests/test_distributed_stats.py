@@ -55,3 +55,60 @@ def test_two_processes_equal_one(tmp_path, dtype_name, rtol):
         assert two[name].count == one[name].count == 11 * (8 >> stage) ** 2
         torch.testing.assert_close(two[name].mean, one[name].mean, rtol=rtol, atol=1e-9 * rtol)
         torch.testing.assert_close(two[name].var, one[name].var, rtol=rtol, atol=1e-9 * rtol)
+
+
+@pytest.mark.parametrize(
+    "dtype_name, streaming, rtol",
+    [("float64", False, 1e-12), ("float64", True, 1e-12), ("float32", False, 1e-6)],
+)
+def test_cli_two_processes_equal_one_on_a_dataset(
+    image_folder, timm_model_dir, tmp_path, dtype_name, streaming, rtol
+):
+    # 21 images, batches of 4: neither the processes nor the batch size divide the data.
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    args = [
+        "calibrate",
+        "--model",
+        str(timm_model_dir),
+        "--dataset",
+        str(image_folder),
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--dtype",
+        dtype_name,
+    ]
+    args += ["--streaming"] if streaming else []
+    launchers = {
+        1: [sys.executable, "-m", "vbprune.cli"],
+        2: [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "vbprune.cli",
+        ],
+    }
+    stats = {}
+    for processes, launcher in launchers.items():
+        out = tmp_path / f"stats{processes}.safetensors"
+        done = subprocess.run(
+            [*launcher, *args, "--output", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        stats[processes] = vbprune.ActivationStats.load(out)
+    one, two = stats[1], stats[2]
+    for name in one:
+        assert one[name].count == two[name].count == 21 * 17
+        torch.testing.assert_close(two[name].var, one[name].var, rtol=rtol, atol=0)
+        # means near zero: compare on the scale of the spread
+        spread = one[name].var.sqrt()
+        assert ((two[name].mean - one[name].mean).abs() <= rtol * spread).all()

@@ -37,7 +37,8 @@ class PruningResult:
         return sum(self.original_sizes.values()) - sum(self.hidden_sizes.values())
 
 
-def _check_stats(sites: list[MLPSite], stats: Mapping[str, NeuronStats]) -> None:
+def check_stats(sites: list[MLPSite], stats: Mapping[str, NeuronStats]) -> None:
+    """Raise ``ValueError`` unless ``stats`` cover every site with its width."""
     missing = [s.name for s in sites if s.name not in stats]
     if missing:
         raise ValueError(
@@ -154,7 +155,7 @@ def prune_model(
     """
     validate_options(ratio, scope, min_keep, round_to)
     sites = find_mlp_sites(model)
-    _check_stats(sites, stats)
+    check_stats(sites, stats)
     original = {site.name: site.hidden_size for site in sites}
     ordered = {site.name: stats[site.name] for site in sites}
     plan = plan_pruning(ordered, ratio, scope, min_keep, round_to)

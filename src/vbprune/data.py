@@ -1,0 +1,227 @@
+"""Image-classification data for calibration and evaluation, via `datasets`.
+
+Sources: a Hub dataset id (``ILSVRC/imagenet-1k`` for ImageNet; gated, needs a token),
+optionally streamed; a local ImageNet-style folder ``ROOT/train/<class>/*``,
+``ROOT/val/<class>/*``; or a ``datasets`` object. Each process reads its own shard
+(``split_dataset_by_node``): nothing is padded or repeated, so statistics and accuracy
+count every sample exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from datasets import Dataset, IterableDataset
+
+IMAGENET_HUB_ID = "ILSVRC/imagenet-1k"
+_FOLDER_OF_SPLIT = {"train": "train", "val": "val", "validation": "val"}
+_SPLIT_OF_FOLDER = {"train": "train", "val": "validation"}  # names `imagefolder` gives
+
+
+def _is_local(source: str) -> bool:
+    return os.path.exists(source) or source.startswith(("/", "./", "../", "~"))
+
+
+def load_image_dataset(
+    source: Any,
+    split: str = "train",
+    *,
+    image_column: str = "image",
+    label_column: str | None = "label",
+    num_samples: int | None = None,
+    streaming: bool = False,
+    shuffle_seed: int | None = 0,
+) -> Dataset | IterableDataset:
+    """Load one split of an image-classification dataset.
+
+    Args:
+        source: A Hub dataset id (e.g. ``"ILSVRC/imagenet-1k"``), a local folder with
+            ``train/`` and/or ``val/`` holding one sub-folder per class, or a
+            ``datasets.Dataset`` / ``IterableDataset`` / ``DatasetDict``.
+        split: ``"train"``, ``"validation"`` (``"val"`` for a local folder) or any split
+            the Hub dataset has.
+        image_column: Column holding the images.
+        label_column: Column holding integer labels, or ``None`` when not needed.
+        num_samples: Keep this many samples (after shuffling), ``None`` for all.
+        streaming: Stream a Hub dataset instead of downloading it.
+        shuffle_seed: Shuffle with this seed before taking ``num_samples`` (class-sorted
+            folders would otherwise give a few classes only); ``None`` keeps the order.
+
+    Returns:
+        The dataset, with at least ``image_column`` (and ``label_column``).
+
+    Raises:
+        FileNotFoundError: for a local folder or split that does not exist.
+        ValueError: for a missing column, an empty split or a bad ``num_samples``.
+    """
+    import datasets
+
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer or None, got {num_samples}")
+    if isinstance(source, (str, os.PathLike)):
+        source = str(source)
+        if _is_local(source):
+            dataset = _load_folder(Path(source).expanduser(), split, streaming)
+        else:
+            dataset = datasets.load_dataset(source, split=split, streaming=streaming)
+    elif isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        if split not in source:
+            raise ValueError(f"dataset has no split {split!r}; it has {sorted(source)}")
+        dataset = source[split]
+    elif isinstance(source, (datasets.Dataset, datasets.IterableDataset)):
+        dataset = source
+    else:
+        raise TypeError(f"cannot read a dataset from {type(source).__name__}")
+
+    _check_columns(dataset, image_column, label_column)
+    if isinstance(dataset, datasets.Dataset) and len(dataset) == 0:
+        raise ValueError(f"split {split!r} of {source} is empty")
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(seed=shuffle_seed)
+    if num_samples is not None:
+        if isinstance(dataset, datasets.Dataset):
+            dataset = dataset.select(range(min(num_samples, len(dataset))))
+        else:
+            dataset = dataset.take(num_samples)
+    return dataset
+
+
+def _load_folder(root: Path, split: str, streaming: bool):
+    import datasets
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    present = [folder for folder in _SPLIT_OF_FOLDER if (root / folder).is_dir()]
+    folder = _FOLDER_OF_SPLIT.get(split)
+    if folder not in present:
+        raise FileNotFoundError(
+            f"{root} has no {split!r} split: expected {root}/{folder or split}/<class>/<image>;"
+            f" found {present or 'no train/ or val/ folder'}"
+        )
+    data_files = {_SPLIT_OF_FOLDER[f]: str(root / f / "**") for f in present}
+    dataset = datasets.load_dataset(
+        "imagefolder", data_files=data_files, split=_SPLIT_OF_FOLDER[folder], streaming=streaming
+    )
+    return dataset
+
+
+def _check_columns(dataset, image_column: str, label_column: str | None) -> None:
+    columns = dataset.column_names
+    if columns is None:  # a stream of unknown features: look at the first example
+        first = next(iter(dataset), None)
+        if first is None:
+            raise ValueError("the dataset is empty")
+        columns = list(first)
+    for kind, column in (("image", image_column), ("label", label_column)):
+        if column is not None and column not in columns:
+            raise ValueError(
+                f"dataset has no {kind} column {column!r}; its columns are {columns} "
+                f"(choose one with --{kind}-column)"
+            )
+
+
+def image_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
+    """The evaluation preprocessing a model expects: PIL image -> ``(C, H, W)`` tensor.
+
+    timm models use their data config (``resolve_model_data_config``); transformers
+    models their image processor (from ``config._name_or_path``), else resize to
+    ``config.image_size`` with the processor defaults of the family.
+    """
+    from .architectures import is_timm_model
+
+    if is_timm_model(model):
+        import timm.data
+
+        config = timm.data.resolve_model_data_config(model)
+        # A model built with another img_size keeps its name's pretrained_cfg: trust the
+        # size the patch embedding was built for.
+        built_for = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        if built_for is not None and tuple(config["input_size"][1:]) != tuple(built_for):
+            config["input_size"] = (config["input_size"][0], *built_for)
+        return timm.data.create_transform(**config, is_training=False)
+    processor = _hf_image_processor(model)
+
+    def transform(image: Any) -> torch.Tensor:
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    return transform
+
+
+def _hf_image_processor(model: nn.Module):
+    import warnings
+
+    from transformers import AutoImageProcessor
+
+    config = model.config
+    name = getattr(config, "_name_or_path", "") or ""
+    if name:
+        try:
+            return AutoImageProcessor.from_pretrained(name)
+        except (OSError, ValueError):
+            pass
+    # No processor saved with the model: the family's processor at the config's size.
+    from transformers import CONFIG_MAPPING, IMAGE_PROCESSOR_MAPPING
+
+    classes = IMAGE_PROCESSOR_MAPPING[type(CONFIG_MAPPING[config.model_type]())]
+    if isinstance(classes, dict):  # transformers 5: {"torchvision": cls, "pil": cls}
+        classes = list(classes.values())
+    processor_class = next(c for c in classes if c is not None)
+    size = getattr(config, "image_size", 224)
+    warnings.warn(
+        f"no image processor found for {name or config.model_type!r}; using "
+        f"{processor_class.__name__} defaults at {size} px",
+        stacklevel=3,
+    )
+    return processor_class(size={"height": size, "width": size})
+
+
+class ImageCollator:
+    """Turn raw examples into ``{"pixel_values": (B, C, H, W), "labels": (B,)}``."""
+
+    def __init__(
+        self,
+        transform: Callable[[Any], torch.Tensor],
+        image_column: str = "image",
+        label_column: str | None = "label",
+    ):
+        self.transform = transform
+        self.image_column = image_column
+        self.label_column = label_column
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        images = [self.transform(ex[self.image_column].convert("RGB")) for ex in examples]
+        batch = {"pixel_values": torch.stack(images)}
+        if self.label_column is not None:
+            batch["labels"] = torch.tensor([int(ex[self.label_column]) for ex in examples])
+        return batch
+
+
+def make_loader(
+    dataset: Dataset | IterableDataset,
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    accelerator: Accelerator | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over this process's shard (every sample in exactly one process)."""
+    if accelerator is not None and accelerator.num_processes > 1:
+        from datasets.distributed import split_dataset_by_node
+
+        dataset = split_dataset_by_node(
+            dataset, rank=accelerator.process_index, world_size=accelerator.num_processes
+        )
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=accelerator is not None and accelerator.device.type == "cuda",
+    )

@@ -1,0 +1,177 @@
+"""`vbprune calibrate` / `vbprune prune` end to end on a generated image folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import vbprune
+from conftest import TINY_TIMM_ARGS
+from vbprune.cli import main
+from vbprune.data import image_transform
+
+TOKENS, DIM = 17, TINY_TIMM_ARGS["embed_dim"]
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def manual_top1(model, folder):
+    transform, correct, total = image_transform(model), 0, 0
+    for label, class_dir in enumerate(sorted(p for p in folder.iterdir())):
+        for image_path in sorted(class_dir.iterdir()):
+            pixels = transform(Image.open(image_path).convert("RGB"))[None]
+            with torch.no_grad():
+                correct += int(model(pixels).argmax(-1).item() == label)
+            total += 1
+    return correct / total, total
+
+
+def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_model_dir, tmp_path):
+    out = tmp_path / "pruned"
+    code = run(
+        "prune",
+        "--model",
+        timm_model_dir,
+        "--dataset",
+        image_folder,
+        "--ratio",
+        0.4,
+        "--eval-split",
+        "val",
+        "--batch-size",
+        4,
+        "--num-workers",
+        0,
+        "--output",
+        out,
+    )
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model",
+        "plan.json",
+        "report.json",
+        "stats.safetensors",
+    ]
+    report = json.loads((out / "report.json").read_text())
+
+    dense = vbprune.models.load_model(str(timm_model_dir))
+    weights = load_file(out / "model" / "model.safetensors")
+    assert report["params"]["before"] == sum(p.numel() for p in dense.parameters())
+    assert report["params"]["after"] == sum(t.numel() for t in weights.values())
+    widths = {f"blocks.{i}.mlp": weights[f"blocks.{i}.mlp.fc1.weight"].shape[0] for i in (0, 1)}
+    assert report["hidden_sizes"] == widths
+    assert report["original_sizes"] == {"blocks.0.mlp": 128, "blocks.1.mlp": 128}
+    assert report["num_pruned"] == int(0.4 * 256) == 256 - sum(widths.values())
+    assert report["macs"]["before"] - report["macs"]["after"] == 2 * TOKENS * DIM * (
+        256 - sum(widths.values())
+    )
+    assert report["calibration"]["samples_first_mlp"] == 21 * TOKENS
+    assert (report["ratio"], report["scope"], report["compensate"]) == (0.4, "global", True)
+    top1, count = manual_top1(dense, image_folder / "val")
+    assert report["accuracy"]["samples"] == count == 9
+    assert report["accuracy"]["top1_before"] == pytest.approx(top1)
+    assert 0 <= report["accuracy"]["top1_after_pruning"] <= 1
+    assert set(report["timings"]) >= {"calibration_s", "prune_s", "eval_before_s", "eval_after_s"}
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["vbprune"]["hidden_sizes"] == widths
+    assert json.loads((out / "plan.json").read_text())["ratio"] == 0.4
+
+
+def test_calibrate_then_prune_from_the_statistics(image_folder, timm_model_dir, tmp_path):
+    stats_path = tmp_path / "stats.safetensors"
+    assert (
+        run(
+            "calibrate",
+            "--model",
+            timm_model_dir,
+            "--dataset",
+            image_folder,
+            "--num-samples",
+            10,
+            "--num-workers",
+            0,
+            "--output",
+            stats_path,
+        )
+        == 0
+    )
+    stats = vbprune.ActivationStats.load(stats_path)
+    assert stats["blocks.0.mlp"].count == 10 * TOKENS
+    out = tmp_path / "pruned"
+    assert (
+        run(
+            "prune",
+            "--model",
+            timm_model_dir,
+            "--stats",
+            stats_path,
+            "--ratio",
+            0.5,
+            "--scope",
+            "layer",
+            "--round-to",
+            8,
+            "--output",
+            out,
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["hidden_sizes"] == {"blocks.0.mlp": 64, "blocks.1.mlp": 64}
+
+
+def test_bad_input_leaves_no_output_folder(image_folder, timm_model_dir, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    base = ["prune", "--model", timm_model_dir, "--num-workers", 0, "--output", out]
+    assert run(*base, "--dataset", image_folder, "--ratio", 1.5) == 2
+    assert "ratio must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert run(*base, "--dataset", tmp_path / "missing", "--ratio", 0.5) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+    assert run(*base, "--dataset", image_folder, "--image-column", "img", "--ratio", 0.5) == 2
+    assert "no image column 'img'" in capsys.readouterr().err
+    # statistics of another model (other site names and widths)
+    other = vbprune.ActivationStats(
+        {
+            "layers.0.blocks.0.mlp": vbprune.NeuronStats(
+                5, torch.zeros(64, dtype=torch.float64), torch.ones(64, dtype=torch.float64)
+            )
+        }
+    )
+    other.save(tmp_path / "other.safetensors")
+    assert run(*base, "--stats", tmp_path / "other.safetensors", "--ratio", 0.5) == 2
+    assert "no entry for 2 MLP site(s)" in capsys.readouterr().err
+    assert (
+        run("prune", "--model", "timm-deit", "--stats", "x", "--ratio", 0.5, "--output", out) == 2
+    )
+    assert "expected timm:NAME" in capsys.readouterr().err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.safetensors"]  # no temp
+
+
+def test_non_empty_output_is_refused_unless_overwrite(image_folder, timm_model_dir, tmp_path):
+    out = tmp_path / "pruned"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = [
+        "prune",
+        "--model",
+        timm_model_dir,
+        "--dataset",
+        image_folder,
+        "--ratio",
+        0.3,
+        "--num-workers",
+        0,
+        "--output",
+        out,
+    ]
+    assert run(*args) == 2
+    assert (out / "keep.txt").read_text() == "mine"
+    assert run(*args, "--overwrite") == 0
+    assert not (out / "keep.txt").exists() and (out / "report.json").exists()
