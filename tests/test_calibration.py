@@ -121,3 +121,14 @@ def test_accelerator_process_count_must_match_world_size(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2"):
         vbprune.VarianceCalibrator(FAMILIES["timm-vit"](), accelerator=single)
+
+
+def test_bfloat16_model_statistics_are_accumulated_in_float64(images):
+    model = randomize(FAMILIES["timm-vit"]())
+    reference = vbprune.VarianceCalibrator(model).run([images])
+    stats = vbprune.VarianceCalibrator(model.to(torch.bfloat16)).run([images])
+    for name, s in stats.items():
+        assert s.mean.dtype == s.m2.dtype == torch.float64
+        assert s.count == reference[name].count
+        # bf16 has 8 bits of mantissa: the statistics agree to its precision
+        torch.testing.assert_close(s.var, reference[name].var, rtol=0.1, atol=1e-3)

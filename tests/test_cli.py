@@ -175,3 +175,34 @@ def test_non_empty_output_is_refused_unless_overwrite(image_folder, timm_model_d
     assert (out / "keep.txt").read_text() == "mine"
     assert run(*args, "--overwrite") == 0
     assert not (out / "keep.txt").exists() and (out / "report.json").exists()
+
+
+def test_prune_a_transformers_model_folder(image_folder, tmp_path):
+    from conftest import hf_convnextv2, randomize
+
+    torch.manual_seed(0)
+    model = randomize(hf_convnextv2())
+    model.save_pretrained(tmp_path / "hf-model")
+    out = tmp_path / "pruned"
+    with pytest.warns(UserWarning, match="no image processor"):
+        code = run(
+            "prune",
+            "--model",
+            tmp_path / "hf-model",
+            "--dataset",
+            image_folder,
+            "--ratio",
+            0.25,
+            "--num-workers",
+            0,
+            "--output",
+            out,
+        )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["model_type"] == "convnextv2"
+    assert config["vbprune"]["hidden_sizes"] == report["hidden_sizes"]
+    assert report["num_pruned"] == int(0.25 * (32 + 64 + 64))
+    weights = load_file(out / "model" / "model.safetensors")
+    assert report["params"]["after"] == sum(t.numel() for t in weights.values())

@@ -43,15 +43,7 @@ class VarianceCalibrator:
         self.model = model
         self.accelerator = accelerator
         if accelerator is not None:
-            world_size = int(os.environ.get("WORLD_SIZE", "1"))
-            if accelerator.num_processes != world_size:
-                # torchrun on CPU without ACCELERATE_USE_CPU=1 silently gives every rank a
-                # single-process accelerator: each would read the whole dataset.
-                raise RuntimeError(
-                    f"accelerator has {accelerator.num_processes} process(es) but "
-                    f"WORLD_SIZE={world_size}; on CPU set ACCELERATE_USE_CPU=1 or use "
-                    "`accelerate launch --multi_gpu`"
-                )
+            check_process_count(accelerator)
         base = accelerator.unwrap_model(model) if accelerator is not None else model
         self.sites: list[MLPSite] = find_mlp_sites(base)
 
@@ -126,6 +118,21 @@ class VarianceCalibrator:
         # A model cast to bf16/fp16 needs inputs of its dtype; autocast handles the rest.
         dtype = param.dtype if batch.is_floating_point() else None
         return batch.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def check_process_count(accelerator: Accelerator) -> None:
+    """Raise ``RuntimeError`` unless the accelerator spans all ``WORLD_SIZE`` processes.
+
+    torchrun on CPU without ``ACCELERATE_USE_CPU=1`` silently gives every rank its own
+    single-process accelerator: each would read the whole dataset.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world_size:
+        raise RuntimeError(
+            f"accelerator has {accelerator.num_processes} process(es) but "
+            f"WORLD_SIZE={world_size}; on CPU set ACCELERATE_USE_CPU=1 or use "
+            "`accelerate launch --multi_gpu`"
+        )
 
 
 def _make_hook(acc: NeuronStats, is_conv: bool):

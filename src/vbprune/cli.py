@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .architectures import UnsupportedModelError, find_mlp_sites
-from .calibration import VarianceCalibrator
+from .calibration import VarianceCalibrator, check_process_count
 from .checkpoint import save_pretrained
 from .counting import count_macs, count_params
 from .data import ImageCollator, image_transform, load_image_dataset, make_loader
@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _accelerator():
     from accelerate import Accelerator
 
-    return Accelerator()
+    accelerator = Accelerator()
+    check_process_count(accelerator)  # before loading anything
+    return accelerator
 
 
 def _prepare_model(args: argparse.Namespace, accelerator) -> torch.nn.Module:

@@ -180,6 +180,10 @@ def _hf_image_processor(model: nn.Module):
         f"{processor_class.__name__} defaults at {size} px",
         stacklevel=3,
     )
+    default = processor_class()
+    # Families spell the size differently (ViT: height/width, ConvNeXt: shortest_edge).
+    if getattr(default.size, "shortest_edge", None) is not None:
+        return processor_class(size={"shortest_edge": size})
     return processor_class(size={"height": size, "width": size})
 
 
