@@ -223,14 +223,44 @@ TINY_TIMM_ARGS = dict(
 )
 
 
+def vit_macs(tokens, dim, hidden_per_block, patches, patch_in, classes):
+    """MACs of a timm ViT counted by hand: every matmul, attention products included."""
+    total = patches * dim * patch_in + dim * classes  # patch embedding, head (cls token)
+    for hidden in hidden_per_block:
+        total += tokens * dim * 3 * dim  # qkv
+        total += 2 * tokens * tokens * dim  # scores q k^T and the value product
+        total += tokens * dim * dim  # projection
+        total += 2 * tokens * dim * hidden  # fc1 + fc2
+    return total
+
+
 @pytest.fixture(scope="session")
-def timm_model_dir(tmp_path_factory):
-    """A tiny timm ViT saved in timm's own format (what `local-dir:` and the Hub hold)."""
+def timm_model_dir(tmp_path_factory, image_folder):
+    """A tiny timm ViT trained briefly on ``image_folder`` (so top-1 means something),
+    saved in timm's own format (what `local-dir:` and the Hub hold)."""
     import timm
+    from PIL import Image
     from timm.models import save_for_hf
 
+    from vbprune.data import image_transform
+
     torch.manual_seed(0)
-    model = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_TIMM_ARGS))
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_TIMM_ARGS)
+    transform = image_transform(model)
+    images, labels = [], []
+    for label, class_dir in enumerate(sorted((image_folder / "train").iterdir())):
+        for path in sorted(class_dir.iterdir()):
+            images.append(transform(Image.open(path).convert("RGB")))
+            labels.append(label)
+    images, labels = torch.stack(images), torch.tensor(labels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
     path = tmp_path_factory.mktemp("models") / "tiny-vit"
     save_for_hf(model, str(path), model_args=TINY_TIMM_ARGS, safe_serialization=True)
     return path

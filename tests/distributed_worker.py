@@ -34,6 +34,7 @@ def main(dtype_name: str, out: str) -> None:
     stats = vbprune.VarianceCalibrator(model, accelerator=accelerator).run(shard.split(3))
     if accelerator.is_main_process:
         stats.save(out)
+    accelerator.wait_for_everyone()  # nobody tears down gloo while others still use it
     accelerator.end_training()
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import vbprune
-from conftest import TINY_TIMM_ARGS
+from conftest import TINY_TIMM_ARGS, vit_macs
 from vbprune.cli import main
 from vbprune.data import image_transform
 
@@ -68,15 +68,19 @@ def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_m
     assert report["hidden_sizes"] == widths
     assert report["original_sizes"] == {"blocks.0.mlp": 128, "blocks.1.mlp": 128}
     assert report["num_pruned"] == int(0.4 * 256) == 256 - sum(widths.values())
-    assert report["macs"]["before"] - report["macs"]["after"] == 2 * TOKENS * DIM * (
-        256 - sum(widths.values())
-    )
+    assert report["macs"]["before"] == vit_macs(TOKENS, DIM, [128, 128], 16, 192, 3)
+    assert report["macs"]["after"] == vit_macs(TOKENS, DIM, widths.values(), 16, 192, 3)
     assert report["calibration"]["samples_first_mlp"] == 21 * TOKENS
     assert (report["ratio"], report["scope"], report["compensate"]) == (0.4, "global", True)
     top1, count = manual_top1(dense, image_folder / "val")
     assert report["accuracy"]["samples"] == count == 9
     assert report["accuracy"]["top1_before"] == pytest.approx(top1)
-    assert 0 <= report["accuracy"]["top1_after_pruning"] <= 1
+    assert top1 > 0.5  # the fixture model was trained: the check is not vacuous
+    plan = vbprune.PruningPlan.from_dict(json.loads((out / "plan.json").read_text()))
+    vbprune.apply_plan(dense, plan)  # the same pruned model, rebuilt from the plan
+    assert all(torch.equal(dense.state_dict()[k], v) for k, v in weights.items())
+    top1_after, _ = manual_top1(dense, image_folder / "val")
+    assert report["accuracy"]["top1_after_pruning"] == pytest.approx(top1_after)
     assert set(report["timings"]) >= {"calibration_s", "prune_s", "eval_before_s", "eval_after_s"}
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["vbprune"]["hidden_sizes"] == widths

@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vbprune
-from conftest import FAMILIES, hf_vit, randomize
-
-
-def vit_macs(tokens, dim, hidden_per_block, patches, patch_in, classes):
-    total = patches * dim * patch_in + dim * classes  # patch embedding, head (cls token)
-    for hidden in hidden_per_block:
-        total += tokens * dim * 3 * dim  # qkv
-        total += 2 * tokens * tokens * dim  # scores q k^T and the value product
-        total += tokens * dim * dim  # projection
-        total += 2 * tokens * dim * hidden  # fc1 + fc2
-    return total
+from conftest import FAMILIES, hf_vit, randomize, vit_macs
 
 
 def test_timm_vit_macs_equal_hand_count_before_and_after_pruning(images):

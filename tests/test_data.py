@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from conftest import FAMILIES
-from vbprune.data import ImageCollator, image_transform, load_image_dataset, make_loader
+from vbprune.data import (
+    ImageCollator,
+    image_transform,
+    load_image_dataset,
+    make_loader,
+    shard_for_process,
+)
 
 
 def test_imagenet_style_folder_splits_and_sampling(image_folder):
@@ -61,3 +67,52 @@ def test_empty_split_and_bad_counts():
     splits = datasets.DatasetDict({"train": empty})
     with pytest.raises(ValueError, match=r"no split 'validation'; it has \['train'\]"):
         load_image_dataset(splits, "validation")
+
+
+def ids_of(dataset):
+    return [example["i"] for example in dataset]
+
+
+@pytest.mark.parametrize("size, world", [(1, 2), (3, 4), (21, 2), (10, 3)])
+def test_map_style_shards_cover_every_sample_once(size, world):
+    table = datasets.Dataset.from_dict({"i": list(range(size))})
+    parts = [ids_of(shard_for_process(table, rank, world)) for rank in range(world)]
+    assert sorted(i for part in parts for i in part) == list(range(size))  # empty shards allowed
+
+
+@pytest.mark.parametrize("num_shards", [1, 4])
+def test_truncated_stream_reads_the_same_samples_on_any_number_of_processes(num_shards):
+    table = datasets.Dataset.from_dict({"i": list(range(40))})
+    stream = table.to_iterable_dataset(num_shards=num_shards).shuffle(seed=0, buffer_size=10)
+    stream = stream.take(7)
+    one = ids_of(stream)
+    parts = [ids_of(shard_for_process(stream, rank, 2)) for rank in range(2)]
+    assert len(one) == 7 and sorted(i for part in parts for i in part) == sorted(one)
+
+
+@pytest.mark.parametrize("name", ["hf-vit", "hf-deit", "hf-swin", "hf-convnext"])
+def test_transformers_fallback_preprocessing_matches_the_model_size(name):
+    from PIL import Image
+
+    model = FAMILIES[name]()
+    model.config.image_size = 32
+    with pytest.warns(UserWarning, match="no image processor"):
+        transform = image_transform(model)
+    pixels = transform(Image.new("RGB", (50, 40)))
+    assert pixels.shape == (3, 32, 32)
+
+
+def test_columns_that_are_not_images_and_empty_streams(tmp_path):
+    table = datasets.Dataset.from_dict({"image": [1, 2], "label": [0, 1]})
+    with pytest.raises(ValueError, match=r"column 'image' .* not images"):
+        load_image_dataset(table)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    empty = datasets.IterableDataset.from_generator(lambda: iter(()), features=features)
+    with pytest.raises(ValueError, match="is empty"):
+        load_image_dataset(empty)
+
+
+def test_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="dataset folder not found"):
+        load_image_dataset("data/imagenet/train_set")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,3 +113,56 @@ def test_cli_two_processes_equal_one_on_a_dataset(
         # means near zero: compare on the scale of the spread
         spread = one[name].var.sqrt()
         assert ((two[name].mean - one[name].mean).abs() <= rtol * spread).all()
+
+
+def test_cli_prune_on_two_processes_matches_one(image_folder, timm_model_dir, tmp_path):
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    args = [
+        "prune",
+        "--model",
+        str(timm_model_dir),
+        "--dataset",
+        str(image_folder),
+        "--ratio",
+        "0.45",
+        "--eval-split",
+        "val",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--dtype",
+        "float64",
+    ]
+    reports = {}
+    for processes, launcher in {
+        1: [sys.executable, "-m", "vbprune.cli"],
+        2: [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "vbprune.cli",
+        ],
+    }.items():
+        out = tmp_path / f"out{processes}"
+        done = subprocess.run(
+            [*launcher, *args, "--output", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports[processes] = json.loads((out / "report.json").read_text())
+    one, two = reports[1], reports[2]
+    assert two["calibration"]["processes"] == 2
+    for key in ("hidden_sizes", "params", "macs", "num_pruned"):
+        assert two[key] == one[key]
+    assert two["accuracy"]["samples"] == one["accuracy"]["samples"] == 9  # each image once
+    for key in ("top1_before", "top1_after_pruning"):
+        assert two["accuracy"][key] == one["accuracy"][key]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out1", "out2"]  # no temp left

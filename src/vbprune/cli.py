@@ -149,6 +149,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.is_dir():
         raise FileExistsError(f"--output {output} is a folder; give a .safetensors file path")
+    blocking = next((p for p in output.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise FileExistsError(f"cannot write {output}: {blocking} is a file")
     model = _prepare_model(args, accelerator)
     stats, info = _calibrate(args, model, accelerator)
     if accelerator.is_main_process:
@@ -158,8 +161,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _top1(args, model, accelerator) -> tuple[float, int, float]:
-    loader = _loader(args, model, accelerator, args.eval_split, args.eval_samples, labels=True)
+def _top1(loader, model, accelerator) -> tuple[float, int, float]:
     start = time.perf_counter()
     accuracy, count = top1_accuracy(model, loader, accelerator)
     return accuracy, count, time.perf_counter() - start
@@ -176,6 +178,11 @@ def prune_command(args: argparse.Namespace) -> int:
     accelerator = _accelerator()
     model = _prepare_model(args, accelerator)
     sites = find_mlp_sites(model)
+    eval_loader = None
+    if args.eval_split is not None:  # checked now, not after an hour of calibration
+        eval_loader = _loader(
+            args, model, accelerator, args.eval_split, args.eval_samples, labels=True
+        )
     if args.stats is not None:
         stats = ActivationStats.load(args.stats)
         check_stats(sites, stats)  # before any work: a file from another model fails here
@@ -197,8 +204,8 @@ def prune_command(args: argparse.Namespace) -> int:
         "macs": {"before": count_macs(model, size)},
         "timings": {"calibration_s": calibration.get("seconds")},
     }
-    if args.eval_split is not None:
-        top1, count, seconds = _top1(args, model, accelerator)
+    if eval_loader is not None:
+        top1, count, seconds = _top1(eval_loader, model, accelerator)
         report["accuracy"] = {"split": args.eval_split, "samples": count, "top1_before": top1}
         report["timings"]["eval_before_s"] = round(seconds, 3)
 
@@ -212,8 +219,8 @@ def prune_command(args: argparse.Namespace) -> int:
     report["num_pruned"] = result.num_pruned
     report["original_sizes"] = result.original_sizes
     report["hidden_sizes"] = result.hidden_sizes
-    if args.eval_split is not None:
-        top1, _, seconds = _top1(args, model, accelerator)
+    if eval_loader is not None:
+        top1, _, seconds = _top1(eval_loader, model, accelerator)
         report["accuracy"]["top1_after_pruning"] = top1
         report["timings"]["eval_after_s"] = round(seconds, 3)
 

@@ -27,7 +27,13 @@ _SPLIT_OF_FOLDER = {"train": "train", "val": "validation"}  # names `imagefolder
 
 
 def _is_local(source: str) -> bool:
-    return os.path.exists(source) or source.startswith(("/", "./", "../", "~"))
+    # Hub ids are "name" or "owner/name"; anything else that looks like a path is local.
+    return (
+        os.path.exists(source)
+        or source.startswith(("/", ".", "~"))
+        or source.count("/") > 1
+        or (os.sep != "/" and os.sep in source)
+    )
 
 
 def load_image_dataset(
@@ -63,6 +69,7 @@ def load_image_dataset(
         ValueError: for a missing column, an empty split or a bad ``num_samples``.
     """
     import datasets
+    from datasets.exceptions import DatasetNotFoundError as HubDatasetMissing
 
     if num_samples is not None and num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer or None, got {num_samples}")
@@ -71,7 +78,13 @@ def load_image_dataset(
         if _is_local(source):
             dataset = _load_folder(Path(source).expanduser(), split, streaming)
         else:
-            dataset = datasets.load_dataset(source, split=split, streaming=streaming)
+            try:
+                dataset = datasets.load_dataset(source, split=split, streaming=streaming)
+            except (ConnectionError, FileNotFoundError, HubDatasetMissing) as e:
+                raise FileNotFoundError(
+                    f"dataset {source!r} is not a local folder and could not be loaded from "
+                    f"the Hub ({type(e).__name__}: {e})"
+                ) from e
     elif isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if split not in source:
             raise ValueError(f"dataset has no split {split!r}; it has {sorted(source)}")
@@ -81,9 +94,10 @@ def load_image_dataset(
     else:
         raise TypeError(f"cannot read a dataset from {type(source).__name__}")
 
-    _check_columns(dataset, image_column, label_column)
+    what = f"split {split!r} of " + (source if isinstance(source, str) else "the dataset")
     if isinstance(dataset, datasets.Dataset) and len(dataset) == 0:
-        raise ValueError(f"split {split!r} of {source} is empty")
+        raise ValueError(f"{what} is empty")
+    _check_columns(dataset, image_column, label_column, what)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(seed=shuffle_seed)
     if num_samples is not None:
@@ -113,19 +127,30 @@ def _load_folder(root: Path, split: str, streaming: bool):
     return dataset
 
 
-def _check_columns(dataset, image_column: str, label_column: str | None) -> None:
-    columns = dataset.column_names
-    if columns is None:  # a stream of unknown features: look at the first example
+def _check_columns(dataset, image_column: str, label_column: str | None, what: str) -> None:
+    import datasets
+
+    features = dataset.features
+    if features is None:  # a stream of unknown features: look at the first example
         first = next(iter(dataset), None)
         if first is None:
-            raise ValueError("the dataset is empty")
+            raise ValueError(f"{what} is empty")
         columns = list(first)
+    else:
+        if isinstance(dataset, datasets.IterableDataset) and next(iter(dataset), None) is None:
+            raise ValueError(f"{what} is empty")
+        columns = list(features)
     for kind, column in (("image", image_column), ("label", label_column)):
         if column is not None and column not in columns:
             raise ValueError(
-                f"dataset has no {kind} column {column!r}; its columns are {columns} "
+                f"{what} has no {kind} column {column!r}; its columns are {columns} "
                 f"(choose one with --{kind}-column)"
             )
+    if features is not None and not isinstance(features[image_column], datasets.Image):
+        raise ValueError(
+            f"column {image_column!r} of {what} holds {features[image_column]}, not images "
+            "(choose one with --image-column)"
+        )
 
 
 def image_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
@@ -181,10 +206,13 @@ def _hf_image_processor(model: nn.Module):
         stacklevel=3,
     )
     default = processor_class()
+    options: dict[str, Any] = {}
+    if getattr(default, "do_center_crop", False):  # e.g. DeiT: resize, then crop to size
+        options["crop_size"] = {"height": size, "width": size}
     # Families spell the size differently (ViT: height/width, ConvNeXt: shortest_edge).
     if getattr(default.size, "shortest_edge", None) is not None:
-        return processor_class(size={"shortest_edge": size})
-    return processor_class(size={"height": size, "width": size})
+        return processor_class(size={"shortest_edge": size}, **options)
+    return processor_class(size={"height": size, "width": size}, **options)
 
 
 class ImageCollator:
@@ -208,6 +236,27 @@ class ImageCollator:
         return batch
 
 
+def shard_for_process(
+    dataset: Dataset | IterableDataset, rank: int, world_size: int
+) -> Dataset | IterableDataset:
+    """This process's part of ``dataset``: every sample in exactly one process.
+
+    Map-style: a contiguous block, possibly empty (more processes than samples).
+    Streams: every ``world_size``-th example of the one shuffled (and truncated) stream,
+    so that N processes read the same samples as one.
+    """
+    import datasets
+
+    if world_size == 1:
+        return dataset
+    if isinstance(dataset, datasets.Dataset):
+        size = len(dataset)
+        return dataset.select(range(size * rank // world_size, size * (rank + 1) // world_size))
+    from datasets.distributed import split_dataset_by_node
+
+    return split_dataset_by_node(dataset, rank=rank, world_size=world_size, strategy="examples")
+
+
 def make_loader(
     dataset: Dataset | IterableDataset,
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
@@ -215,13 +264,14 @@ def make_loader(
     num_workers: int = 0,
     accelerator: Accelerator | None = None,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over this process's shard (every sample in exactly one process)."""
-    if accelerator is not None and accelerator.num_processes > 1:
-        from datasets.distributed import split_dataset_by_node
+    """A DataLoader over this process's shard (see :func:`shard_for_process`).
 
-        dataset = split_dataset_by_node(
-            dataset, rank=accelerator.process_index, world_size=accelerator.num_processes
-        )
+    With a stream and several workers, workers read different stream shards, so which
+    samples a truncated stream yields depends on ``num_workers`` (never on the number
+    of processes); none is read twice.
+    """
+    if accelerator is not None:
+        dataset = shard_for_process(dataset, accelerator.process_index, accelerator.num_processes)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

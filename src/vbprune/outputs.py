@@ -28,16 +28,18 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path = check_output_directory(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    old = path.with_name(f".{path.name}.old")
+    moved_aside = False
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+            moved_aside = True
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if moved_aside and not path.exists():  # the swap failed half-way: put it back
+            old.rename(path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
