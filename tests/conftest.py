@@ -12,12 +12,19 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 IMAGE = 32  # pixels; every factory below takes (B, 3, 32, 32)
 
 
-def timm_vit():
+def _timm(name: str, **args):
+    """A timm model by name (so it carries its pretrained_cfg), remembering its args as
+    vbprune.models.load_model does, so that it can be saved and rebuilt."""
     import timm
 
-    return timm.create_model(
+    model = timm.create_model(name, pretrained=False, **args)
+    model.vbprune_model_args = args
+    return model
+
+
+def timm_vit():
+    return _timm(
         "vit_tiny_patch16_224",
-        pretrained=False,
         img_size=IMAGE,
         patch_size=8,
         embed_dim=32,
@@ -28,11 +35,8 @@ def timm_vit():
 
 
 def timm_deit_distilled():
-    import timm
-
-    return timm.create_model(
+    return _timm(
         "deit_tiny_distilled_patch16_224",
-        pretrained=False,
         img_size=IMAGE,
         patch_size=8,
         embed_dim=32,
@@ -43,9 +47,8 @@ def timm_deit_distilled():
 
 
 def timm_swin():
-    from timm.models.swin_transformer import SwinTransformer
-
-    return SwinTransformer(
+    return _timm(
+        "swin_tiny_patch4_window7_224",
         img_size=IMAGE,
         patch_size=4,
         window_size=4,
@@ -57,9 +60,8 @@ def timm_swin():
 
 
 def timm_convnext(conv_mlp: bool = False, use_grn: bool = False):
-    from timm.models.convnext import ConvNeXt
-
-    return ConvNeXt(
+    return _timm(
+        "convnext_tiny",
         depths=(1, 2, 1, 1),
         dims=(8, 16, 16, 16),
         conv_mlp=conv_mlp,

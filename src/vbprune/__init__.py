@@ -14,12 +14,15 @@ from .architectures import (
     find_mlp_sites,
 )
 from .calibration import VarianceCalibrator
+from .checkpoint import from_pretrained, register_auto_classes, save_pretrained
 from .counting import count_macs, count_params
 from .pruning import PruningResult, apply_plan, prune_model
 from .selection import PruningPlan, SitePlan, plan_pruning, select_neurons
 from .statistics import ActivationStats, NeuronStats
 
 __version__ = "0.1.0"
+
+register_auto_classes()  # AutoModelForImageClassification loads pruned models by name
 
 __all__ = [
     "SUPPORTED_FAMILIES",
@@ -36,7 +39,9 @@ __all__ = [
     "count_macs",
     "count_params",
     "find_mlp_sites",
+    "from_pretrained",
     "plan_pruning",
     "prune_model",
+    "save_pretrained",
     "select_neurons",
 ]

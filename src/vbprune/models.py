@@ -30,7 +30,9 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
     if spec.startswith("timm:"):
         import timm
 
-        return timm.create_model(spec[len("timm:") :], pretrained=pretrained).eval()
+        model = timm.create_model(spec[len("timm:") :], pretrained=pretrained)
+        model.vbprune_model_args = {}  # what save_pretrained records to rebuild it
+        return model.eval()
     if spec.startswith("hf:"):
         return _load_hf(spec[len("hf:") :], pretrained)
     path = Path(spec).expanduser()
@@ -39,10 +41,17 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
         if not config_path.is_file():
             raise FileNotFoundError(f"{path} has no config.json: not a saved model")
         config = json.loads(config_path.read_text())
+        pruned = "vbprune" in config or str(config.get("model_type", "")).startswith("vbprune_")
+        if pruned and pretrained:
+            from .checkpoint import from_pretrained
+
+            return from_pretrained(path)
         if "architecture" in config:  # timm's own format
             import timm
 
-            return timm.create_model(f"local-dir:{path}", pretrained=pretrained).eval()
+            model = timm.create_model(f"local-dir:{path}", pretrained=pretrained)
+            model.vbprune_model_args = config.get("model_args", {})
+            return model.eval()
         return _load_hf(str(path), pretrained)
     raise ValueError(f"cannot load model {spec!r}: expected {MODEL_SPEC_HELP}")
 

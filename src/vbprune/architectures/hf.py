@@ -1,36 +1,18 @@
 """Where the MLPs of Hugging Face transformers ViT, DeiT, Swin and ConvNeXt (v1, v2) are.
 
-Keyed by ``config.model_type``; each family names the module class that holds the MLP and
-the attribute names of its layers (module paths as built by transformers 5). Nothing here
-imports transformers.
+Keyed by ``config.model_type`` (pruned models, ``vbprune_<family>``, map to their family);
+the table itself lives in :mod:`vbprune.hf_remote.layouts`, shared with the modeling file
+saved next to pruned models. Nothing here imports transformers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
+from ..hf_remote.layouts import MLP_LAYOUTS, base_model_type
 from .site import MLPSite, UnsupportedModelError
 
-
-@dataclass(frozen=True)
-class HFMLPLayout:
-    """How one HF family spells its MLP: holder class and layer attribute names."""
-
-    holder: str
-    fc1: str = "fc1"
-    fc2: str = "fc2"
-    grn: str | None = None
-
-
-HF_FAMILIES: dict[str, HFMLPLayout] = {
-    "vit": HFMLPLayout("ViTMLP"),  # vit.layers.{i}.mlp
-    "deit": HFMLPLayout("DeiTMLP"),  # deit.layers.{i}.mlp
-    "swin": HFMLPLayout("SwinMLP"),  # swin.encoder.layers.{s}.blocks.{b}.mlp
-    "convnext": HFMLPLayout("ConvNextLayer", "pwconv1", "pwconv2"),
-    "convnextv2": HFMLPLayout("ConvNextV2Layer", "pwconv1", "pwconv2", grn="grn"),
-}
+HF_FAMILIES = tuple(MLP_LAYOUTS)
 
 
 def _model_type(model: nn.Module) -> str | None:
@@ -40,12 +22,12 @@ def _model_type(model: nn.Module) -> str | None:
         cls.__module__.startswith("transformers.") for cls in type(model).__mro__
     ):
         return None
-    return getattr(config, "model_type", None)
+    return base_model_type(getattr(config, "model_type", None))
 
 
 def is_hf_model(model: nn.Module) -> bool:
     """True when ``model`` is a transformers model of a supported family."""
-    return _model_type(model) in HF_FAMILIES
+    return _model_type(model) in MLP_LAYOUTS
 
 
 def find_hf_sites(model: nn.Module) -> list[MLPSite]:
@@ -55,17 +37,17 @@ def find_hf_sites(model: nn.Module) -> list[MLPSite]:
         UnsupportedModelError: if ``config.model_type`` is not a supported family.
     """
     model_type = _model_type(model)
-    layout = HF_FAMILIES.get(model_type) if model_type else None
-    if layout is None:
+    if model_type not in MLP_LAYOUTS:
         raise UnsupportedModelError(
             f"{type(model).__name__} (model_type={model_type!r}) is not a supported "
             "transformers model"
         )
+    holder, fc1_name, fc2_name, grn_name = MLP_LAYOUTS[model_type]
     sites = []
     for name, module in model.named_modules():
-        if type(module).__name__ != layout.holder:
+        if type(module).__name__ != holder:
             continue
-        grn = getattr(module, layout.grn) if layout.grn else None
-        fc1, fc2 = getattr(module, layout.fc1), getattr(module, layout.fc2)
+        grn = getattr(module, grn_name) if grn_name else None
+        fc1, fc2 = getattr(module, fc1_name), getattr(module, fc2_name)
         sites.append(MLPSite(name, fc1, fc2, grn, module))
     return sites

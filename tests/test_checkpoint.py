@@ -1,0 +1,171 @@
+"""Pruned checkpoints: bit-exact round trips, loading without vbprune, bad files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vbprune
+from conftest import FAMILIES, logits, randomize
+
+
+def pruned(family, images, ratio=0.4):
+    model = randomize(FAMILIES[family]())
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    vbprune.prune_model(model, stats, ratio)
+    return model
+
+
+def test_round_trip_is_bit_exact(family, images, tmp_path):
+    model = pruned(family, images)
+    path = vbprune.save_pretrained(model, tmp_path / "out", metadata={"ratio": 0.4})
+    loaded = vbprune.from_pretrained(path)
+    assert not loaded.training
+    before, after = model.state_dict(), loaded.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert (logits(model, images) - logits(loaded, images)).abs().max() < 1e-6
+    widths = {s.name: s.hidden_size for s in vbprune.find_mlp_sites(loaded)}
+    assert widths == {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing half-written
+    assert not list((tmp_path / "out").glob("*.bin")) and not list((tmp_path / "out").glob("*.pt"))
+
+
+STOCK_LOAD = r"""
+import sys, json, torch
+sys.modules["vbprune"] = None  # importing vbprune now fails: stock transformers only
+try:
+    import vbprune
+except ImportError:
+    pass
+else:
+    raise SystemExit("vbprune is importable")
+from transformers import AutoModelForImageClassification
+results = {}
+for folder in sys.argv[1:]:
+    model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
+    images = torch.load(folder + "/images.pt")
+    with torch.no_grad():
+        out = model.eval()(images).logits
+    results[folder] = (out - torch.load(folder + "/logits.pt")).abs().max().item()
+print(json.dumps(results))
+"""
+
+
+def test_transformers_folders_load_with_stock_transformers_only(images, tmp_path):
+    folders = []
+    for family in ("hf-vit", "hf-deit", "hf-swin", "hf-convnext", "hf-convnextv2"):
+        model = pruned(family, images)
+        folder = vbprune.save_pretrained(model, tmp_path / family)
+        torch.save(images, folder / "images.pt")
+        torch.save(logits(model, images), folder / "logits.pt")
+        folders.append(str(folder))
+    done = subprocess.run(
+        [sys.executable, "-c", STOCK_LOAD, *folders],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    differences = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(differences) == set(folders)
+    assert all(d < 1e-6 for d in differences.values()), differences
+
+
+def test_weights_that_do_not_match_the_recorded_widths(images, tmp_path):
+    for family in ("timm-swin", "hf-swin"):
+        folder = vbprune.save_pretrained(pruned(family, images), tmp_path / family)
+        config = json.loads((folder / "config.json").read_text())
+        if "mlp_hidden_sizes" in config:
+            config["mlp_hidden_sizes"][1] += 3
+        else:
+            config["vbprune"]["hidden_sizes"]["layers.1.blocks.0.mlp"] += 3
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ValueError, match="do not match|layers.1.blocks.0.mlp"):
+            vbprune.from_pretrained(folder)
+
+
+def test_missing_weights_unknown_family_and_newer_keys(images, tmp_path):
+    folder = vbprune.save_pretrained(pruned("timm-vit", images), tmp_path / "vit")
+    config = json.loads((folder / "config.json").read_text())
+
+    config["vbprune"]["written_by_the_future"] = 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="written_by_the_future"):
+        vbprune.from_pretrained(folder)
+
+    config["architecture"] = "no_such_net"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unknown timm architecture"):
+        vbprune.from_pretrained(folder)
+
+    hf = vbprune.save_pretrained(pruned("hf-vit", images), tmp_path / "hf")
+    hf_config = json.loads((hf / "config.json").read_text())
+    hf_config["model_type"] = "vbprune_beit"
+    (hf / "config.json").write_text(json.dumps(hf_config))
+    with pytest.raises(ValueError, match="unknown model family 'vbprune_beit'"):
+        vbprune.from_pretrained(hf)
+
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        vbprune.from_pretrained(folder)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        vbprune.from_pretrained(tmp_path)
+
+
+def test_save_refuses_a_non_empty_folder_and_unknown_classes(images, tmp_path):
+    model = pruned("timm-vit", images)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not empty"):
+        vbprune.save_pretrained(model, tmp_path / "busy")
+    assert (tmp_path / "busy" / "mine.txt").read_text() == "keep"
+    from timm.models.swin_transformer import SwinTransformer
+
+    bare = SwinTransformer(
+        img_size=32,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(1,),
+        num_heads=(1,),
+        num_classes=3,
+    )
+    with pytest.raises(ValueError, match="timm.create_model"):
+        vbprune.save_pretrained(bare, tmp_path / "bare")
+    assert not (tmp_path / "bare").exists()
+
+
+def test_cli_output_loads_back_by_folder(image_folder, timm_model_dir, tmp_path):
+    from vbprune.cli import main
+    from vbprune.models import load_model
+
+    out = tmp_path / "pruned"
+    assert (
+        main(
+            [
+                "prune",
+                "--model",
+                str(timm_model_dir),
+                "--dataset",
+                str(image_folder),
+                "--ratio",
+                "0.5",
+                "--num-workers",
+                "0",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    for model in (vbprune.from_pretrained(out / "model"), load_model(str(out / "model"))):
+        widths = {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)}
+        assert widths == report["hidden_sizes"]
+        assert vbprune.count_params(model) == report["params"]["after"]
