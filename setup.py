@@ -1,6 +1,19 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithModelCards(build_py):
+    """Ship model_cards/*.md inside the package (vbprune/model_cards/) in built wheels;
+    a source checkout (editable install) reads them from model_cards/ directly."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "vbprune" / "model_cards"
+        target.mkdir(parents=True, exist_ok=True)
+        for template in Path("model_cards").glob("*.md"):
+            self.copy_file(str(template), str(target / template.name))
 
 version = {}
 for line in Path("src/vbprune/__init__.py").read_text().splitlines():
@@ -16,6 +29,7 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
+    cmdclass={"build_py": BuildWithModelCards},
     python_requires=">=3.10",
     install_requires=[
         # timm imports torchvision at import time; these two builds match each other and

@@ -16,6 +16,7 @@ from .architectures import (
 from .calibration import VarianceCalibrator
 from .checkpoint import from_pretrained, register_auto_classes, save_pretrained
 from .counting import count_macs, count_params
+from .hub import push_folder, push_to_hub
 from .pruning import PruningResult, apply_plan, prune_model
 from .selection import PruningPlan, SitePlan, plan_pruning, select_neurons
 from .statistics import ActivationStats, NeuronStats
@@ -42,6 +43,8 @@ __all__ = [
     "from_pretrained",
     "plan_pruning",
     "prune_model",
+    "push_folder",
+    "push_to_hub",
     "save_pretrained",
     "select_neurons",
 ]

@@ -25,7 +25,7 @@ SECTION = "vbprune"
 # Keys of the vbprune section this version writes; others (a newer version) are warned of.
 KNOWN_KEYS = {
     "library_version", "hidden_sizes", "base_model", "model_args", "ratio", "scope",
-    "round_to", "min_keep", "compensate", "report",
+    "round_to", "min_keep", "compensate", "report", "speedup",
 }  # fmt: skip
 
 
@@ -57,14 +57,17 @@ def save_pretrained(
         overwrite: Replace a non-empty ``directory``.
 
     Returns:
-        The folder written.
+        The folder written, with a model card (``README.md``).
     """
+    from .hub import write_model_card
+
     section = pruning_metadata(model, **dict(metadata or {}))
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         if is_timm_model(model):
             _save_timm(model, tmp, section, model_args)
         else:
             _save_hf(model, tmp, section)
+        write_model_card(tmp, Path(directory).name)
     return Path(directory)
 
 

@@ -93,8 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--eval-samples", type=int, default=None, help="images to evaluate")
     prune.add_argument("--output", required=True, help="folder for the pruned model")
     prune.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    prune.add_argument("--push-to-hub", metavar="REPO_ID", help="then upload to this Hub repo")
+    prune.add_argument("--private", action="store_true", help="create the Hub repo private")
     prune.set_defaults(func=prune_command)
+
+    push = commands.add_parser("push", help="upload a pruned model folder to the Hub")
+    push.add_argument("directory", help="a `vbprune prune` output or a saved model folder")
+    push.add_argument("--repo-id", required=True, help="user/name on the Hub")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.add_argument("--revision", help="branch to push to")
+    push.set_defaults(func=push_command)
     return parser
+
+
+def push_command(args: argparse.Namespace) -> int:
+    """``vbprune push``: upload a saved pruned model with its model card."""
+    from .hub import push_folder
+
+    url = push_folder(
+        args.directory, args.repo_id, private=args.private, token=args.token,
+        revision=args.revision,
+    )  # fmt: skip
+    print(f"pushed {args.directory} to {args.repo_id}: {url}")
+    return 0
 
 
 def _accelerator():
@@ -225,9 +247,18 @@ def prune_command(args: argparse.Namespace) -> int:
         report["timings"]["eval_after_s"] = round(seconds, 3)
 
     if accelerator.is_main_process:
-        metadata = {"base_model": args.model, "ratio": args.ratio, "scope": args.scope}
+        metadata = {
+            "base_model": args.model, "ratio": args.ratio, "scope": args.scope,
+            "round_to": args.round_to, "min_keep": args.min_keep,
+            "compensate": args.compensate, "report": report,
+        }  # fmt: skip
         _write_outputs(args, model, stats, result, report, metadata)
         print(_summary(report, args.output))
+        if args.push_to_hub:
+            from .hub import push_folder
+
+            url = push_folder(args.output, args.push_to_hub, private=args.private)
+            print(f"pushed to {args.push_to_hub}: {url}")
     accelerator.wait_for_everyone()
     return 0
 
