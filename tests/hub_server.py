@@ -84,13 +84,8 @@ class LocalHub:
         self._thread: threading.Thread | None = None
 
     def start(self) -> str:
-        hub = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        handler = type("Handler", (_Handler,), {"hub": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -127,15 +122,6 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # keep test output quiet
         pass
 
-    def do_GET(self):
-        self._dispatch()
-
-    def do_HEAD(self):
-        self._dispatch()
-
-    def do_POST(self):
-        self._dispatch()
-
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         for key, value in headers.items():
@@ -167,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": str(err)}, err.status, headers)
         except Exception as err:
             self._json({"error": f"LocalHub internal error: {err!r}"}, 500)
+
+    do_GET = do_HEAD = do_POST = _dispatch
 
     def _route(self, parts: list[str], query: dict[str, str], body: bytes) -> None:
         method, hub = self.command, self.hub
