@@ -1,25 +1,21 @@
 """A tiny in-memory fake of the Hugging Face Hub HTTP API, for tests (standard library only).
 
-`LocalHub` serves, on 127.0.0.1, just the endpoints that huggingface_hub (2.x) calls for:
+`LocalHub` serves on 127.0.0.1 just what huggingface_hub 2.x calls for ({type} is model,
+dataset or space; the resolve URL has no prefix for models, "datasets/" or "spaces/" otherwise):
+POST /api/repos/create (409 + "url" if it exists), GET /api/whoami-v2 (user "tester"),
+POST /api/validate-yaml (always ok), GET /api/{type}s/{repo_id}[/revision/{rev}] (info with
+`sha`, `siblings`), GET /api/{type}s/{repo_id}/tree/{rev}[/{dir}][?recursive=true],
+POST /api/{type}s/{repo_id}/preupload/{rev} (uploadMode "regular" for every file, so no LFS/Xet),
+POST /api/{type}s/{repo_id}/commit/main (NDJSON header/file/deletedFile/deletedFolder) and
+HEAD/GET /[{type}s/]{repo_id}/resolve/{rev}/{path} (X-Repo-Commit, ETag, Content-Length).
 
-- `POST /api/repos/create`                         `create_repo` (409 + "url" when it exists)
-- `GET  /api/whoami-v2`                            `whoami` (always the user "tester")
-- `POST /api/validate-yaml`                        README validation (always ok)
-- `GET  /api/{type}s/{repo_id}[/revision/{rev}]`   `model_info` / `repo_info` (`sha`, `siblings`)
-- `GET  /api/{type}s/{repo_id}/tree/{rev}[/{dir}]` `list_repo_tree` / `list_repo_files`
-- `POST /api/{type}s/{repo_id}/preupload/{rev}`    always uploadMode "regular", so no LFS/Xet
-- `POST /api/{type}s/{repo_id}/commit/{rev}`       NDJSON: header, file (base64), deletedFile,
-                                                   deletedFolder
-- `HEAD|GET /[{type}s/]{repo_id}/resolve/{rev}/{path}`  `hf_hub_download` / `snapshot_download`
+Each commit stores a full copy of the files under a new 40-hex sha; "main" is the only branch and
+names the latest commit, and earlier commits stay readable by sha. Missing repos, revisions and
+files answer 404 with the X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound) that the
+client turns into its own errors. No X-Xet-* headers or `lfs`/`xetHash` fields are ever sent.
 
-Each commit stores a full copy of the file set under a new 40-hex sha; "main" is the only branch
-and names the latest commit, and any earlier commit sha can still be read. Missing things answer
-404 with the `X-Error-Code` the client maps to `RepositoryNotFoundError`,
-`RevisionNotFoundError` or `EntryNotFoundError`. No Xet or LFS headers or fields are ever sent,
-so the client always uses plain HTTP.
-
-Limits: no authentication (private repos are readable by anyone, tokens are ignored), no
-pull requests, tags, other branches, LFS/Xet uploads, pagination, Range requests, copies, or
+Limits: no authentication (tokens are ignored, private repos are readable), no pull requests,
+tags or other branches, no LFS/Xet uploads, copies, pagination, Range requests or
 `expand`/`blobs` metadata. Everything lives in memory and is lost on `stop()`.
 """
 
@@ -64,12 +60,10 @@ class _Repo:
         return sha
 
     def resolve(self, revision: str) -> tuple[str, dict[str, bytes]]:
-        if revision == "main":
-            return self.commits[-1]
-        for sha, files in self.commits:
-            if sha == revision:
-                return sha, files
-        raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        found = [commit for commit in self.commits if revision in ("main", commit[0])]
+        if not found:
+            raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return found[-1]  # "main" matches every commit: the latest one wins
 
 
 class LocalHub:
@@ -80,8 +74,7 @@ class LocalHub:
         self.endpoint: str | None = None
         self.repos: dict[tuple[str, str], _Repo] = {}  # (repo_type, repo_id) -> repo
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = self._thread = None
 
     def start(self) -> str:
         handler = type("Handler", (_Handler,), {"hub": self})
@@ -145,11 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
             with self.hub.lock:
                 self._route(parts, query, body)
         except _HubError as err:
-            headers = {"X-Error-Message": str(err)}
-            if err.code:
-                headers["X-Error-Code"] = err.code
-            if err.commit:
-                headers["X-Repo-Commit"] = err.commit
+            headers = {"X-Error-Code": err.code, "X-Repo-Commit": err.commit}
+            headers = {k: v for k, v in headers.items() if v} | {"X-Error-Message": str(err)}
             self._json({"error": str(err)}, err.status, headers)
         except Exception as err:
             self._json({"error": f"LocalHub internal error: {err!r}"}, 500)
@@ -221,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = prefix.strip("/")
         base = f"{prefix}/" if prefix else ""
         if prefix and not any(path.startswith(base) for path in files):
-            raise _HubError(404, "EntryNotFound", f"{prefix} does not exist on 'main'")
+            raise _HubError(404, "EntryNotFound", f"{prefix} does not exist at this revision")
         entries: dict[str, dict] = {}
         for path, data in sorted(files.items()):
             if not path.startswith(base):
@@ -270,6 +260,5 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HubError(404, "EntryNotFound", "Entry not found", commit=sha)
         data = files[path]
         headers = {"Content-Type": "application/octet-stream", "X-Repo-Commit": sha}
-        headers["ETag"] = f'"{git_oid(data)}"'
-        headers["Content-Disposition"] = f'inline; filename="{path.rsplit("/", 1)[-1]}"'
+        headers["ETag"] = f'"{git_oid(data)}"'  # with X-Repo-Commit, all that hf_hub_download needs
         return self._send(200, data, headers)

@@ -8,52 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import LocalHub
-
-
-@pytest.fixture
-def local_hub(monkeypatch, tmp_path):
-    """Point huggingface_hub at a fresh LocalHub and a temporary HF_HOME; yield the endpoint.
-
-    huggingface_hub reads its settings into module constants at import time (and other tests may
-    have imported it already), so the constants are patched as well as the environment."""
-    from huggingface_hub import constants, hf_api
-    from huggingface_hub.utils import _cache_manager
-
-    home = tmp_path / "hf_home"
-    cache = home / "hub"
-    with LocalHub() as hub:
-        endpoint = hub.endpoint
-        settings = {
-            "HF_ENDPOINT": endpoint,
-            "HF_HOME": str(home),
-            "HF_HUB_CACHE": str(cache),
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_OFFLINE": "0",
-            "HF_TOKEN": "hf_local_test_token",  # never send a real token; whoami needs one
-        }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        patches = {
-            "ENDPOINT": endpoint,
-            "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-            "HF_HOME": str(home),
-            "HF_HUB_CACHE": str(cache),
-            "HF_ASSETS_CACHE": str(home / "assets"),
-            "HF_TOKEN_PATH": str(home / "token"),
-            "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-            "HF_XET_CACHE": str(home / "xet"),
-            "HF_HUB_DISABLE_XET": True,
-            "HF_HUB_OFFLINE": False,
-        }
-        for name, value in patches.items():
-            monkeypatch.setattr(constants, name, value)
-        # Copies taken at import time: the module-level HfApi behind huggingface_hub.create_repo,
-        # upload_folder, ... and the default cache of scan_cache_dir.
-        monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
-        monkeypatch.setattr(_cache_manager, "HF_HUB_CACHE", str(cache))
-        yield endpoint
-
 
 def _make_folder(folder: Path) -> dict[str, bytes]:
     folder.mkdir()
