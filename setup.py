@@ -15,6 +15,7 @@ class BuildWithModelCards(build_py):
         for template in Path("model_cards").glob("*.md"):
             self.copy_file(str(template), str(target / template.name))
 
+
 version = {}
 for line in Path("src/vbprune/__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
