@@ -312,3 +312,21 @@ def local_hub(monkeypatch, tmp_path):
         monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
         monkeypatch.setattr(_cache_manager, "HF_HUB_CACHE", str(cache))
         yield endpoint
+
+
+def run_vbprune(*argv) -> int:
+    """``vbprune ARGV`` in this process (arguments may be paths or numbers)."""
+    from vbprune.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="session")
+def prune_output(tmp_path_factory, image_folder, timm_model_dir):
+    """`vbprune prune` of the trained tiny ViT at ratio 0.5 with top-1 on val, run once."""
+    out = tmp_path_factory.mktemp("prune") / "pruned"
+    code = run_vbprune("prune", "--model", timm_model_dir, "--dataset", image_folder,
+                       "--ratio", 0.5, "--eval-split", "val", "--num-workers", 0,
+                       "--output", out)  # fmt: skip
+    assert code == 0
+    return out

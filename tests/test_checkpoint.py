@@ -141,29 +141,10 @@ def test_save_refuses_a_non_empty_folder_and_unknown_classes(images, tmp_path):
     assert not (tmp_path / "bare").exists()
 
 
-def test_cli_output_loads_back_by_folder(image_folder, timm_model_dir, tmp_path):
-    from vbprune.cli import main
+def test_cli_output_loads_back_by_folder(prune_output):
     from vbprune.models import load_model
 
-    out = tmp_path / "pruned"
-    assert (
-        main(
-            [
-                "prune",
-                "--model",
-                str(timm_model_dir),
-                "--dataset",
-                str(image_folder),
-                "--ratio",
-                "0.5",
-                "--num-workers",
-                "0",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    out = prune_output
     report = json.loads((out / "report.json").read_text())
     for model in (vbprune.from_pretrained(out / "model"), load_model(str(out / "model"))):
         widths = {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)}

@@ -16,11 +16,28 @@ from distributed_worker import reference_data
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 
+# One process, and two CPU processes as users launch them (see ecosystem notes).
+LAUNCHERS = {
+    1: [sys.executable, "-m", "vbprune.cli"],
+    2: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "vbprune.cli"],
+}  # fmt: skip
+CPU_ENV = {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def run_cli(processes: int, *args) -> None:
+    """Run ``vbprune ARGS`` on 1 or 2 processes; fail the test with its stderr."""
+    done = subprocess.run(
+        [*LAUNCHERS[processes], *(str(a) for a in args)],
+        env=dict(os.environ, **CPU_ENV), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
 
 @pytest.mark.parametrize("dtype_name, rtol", [("float64", 1e-12), ("float32", 1e-6)])
 def test_two_processes_equal_one(tmp_path, dtype_name, rtol):
     out = tmp_path / "stats.safetensors"
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    env = dict(os.environ, **CPU_ENV)
     command = [
         sys.executable,
         "-m",
@@ -66,45 +83,13 @@ def test_cli_two_processes_equal_one_on_a_dataset(
     image_folder, timm_model_dir, tmp_path, dtype_name, streaming, rtol
 ):
     # 21 images, batches of 4: neither the processes nor the batch size divide the data.
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    args = [
-        "calibrate",
-        "--model",
-        str(timm_model_dir),
-        "--dataset",
-        str(image_folder),
-        "--batch-size",
-        "4",
-        "--num-workers",
-        "0",
-        "--dtype",
-        dtype_name,
-    ]
+    args = ["calibrate", "--model", timm_model_dir, "--dataset", image_folder,
+            "--batch-size", 4, "--num-workers", 0, "--dtype", dtype_name]  # fmt: skip
     args += ["--streaming"] if streaming else []
-    launchers = {
-        1: [sys.executable, "-m", "vbprune.cli"],
-        2: [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "vbprune.cli",
-        ],
-    }
     stats = {}
-    for processes, launcher in launchers.items():
+    for processes in LAUNCHERS:
         out = tmp_path / f"stats{processes}.safetensors"
-        done = subprocess.run(
-            [*launcher, *args, "--output", str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_cli(processes, *args, "--output", out)
         stats[processes] = vbprune.ActivationStats.load(out)
     one, two = stats[1], stats[2]
     for name in one:
@@ -116,47 +101,13 @@ def test_cli_two_processes_equal_one_on_a_dataset(
 
 
 def test_cli_prune_on_two_processes_matches_one(image_folder, timm_model_dir, tmp_path):
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    args = [
-        "prune",
-        "--model",
-        str(timm_model_dir),
-        "--dataset",
-        str(image_folder),
-        "--ratio",
-        "0.45",
-        "--eval-split",
-        "val",
-        "--batch-size",
-        "4",
-        "--num-workers",
-        "0",
-        "--dtype",
-        "float64",
-    ]
+    args = ["prune", "--model", timm_model_dir, "--dataset", image_folder, "--ratio", 0.45,
+            "--eval-split", "val", "--batch-size", 4, "--num-workers", 0,
+            "--dtype", "float64"]  # fmt: skip
     reports = {}
-    for processes, launcher in {
-        1: [sys.executable, "-m", "vbprune.cli"],
-        2: [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "vbprune.cli",
-        ],
-    }.items():
+    for processes in LAUNCHERS:
         out = tmp_path / f"out{processes}"
-        done = subprocess.run(
-            [*launcher, *args, "--output", str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_cli(processes, *args, "--output", out)
         reports[processes] = json.loads((out / "report.json").read_text())
     one, two = reports[1], reports[2]
     assert two["calibration"]["processes"] == 2

@@ -8,31 +8,10 @@ import pytest
 from huggingface_hub import ModelCard
 
 import vbprune
-from vbprune.cli import main
 
 
-def test_prune_output_card_has_accuracy_sizes_and_loading(image_folder, timm_model_dir, tmp_path):
-    out = tmp_path / "pruned"
-    assert (
-        main(
-            [
-                "prune",
-                "--model",
-                str(timm_model_dir),
-                "--dataset",
-                str(image_folder),
-                "--ratio",
-                "0.5",
-                "--eval-split",
-                "val",
-                "--num-workers",
-                "0",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+def test_prune_output_card_has_accuracy_sizes_and_loading(prune_output):
+    out = prune_output
     report = json.loads((out / "report.json").read_text())
     card = ModelCard.load(out / "model" / "README.md")
     assert card.data.library_name == "timm"

@@ -8,8 +8,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 import vbprune
-from conftest import FAMILIES, logits, randomize
-from vbprune.cli import main
+from conftest import FAMILIES, logits, randomize, run_vbprune
 
 
 def pruned(family, images):
@@ -47,43 +46,28 @@ def test_transformers_model_by_repo_id_with_stock_auto_class(local_hub, images):
     assert (logits(model, images) - logits(loaded.eval(), images)).abs().max() < 1e-6
 
 
-def test_cli_push_of_a_prune_output(local_hub, image_folder, timm_model_dir, tmp_path):
-    out = tmp_path / "pruned"
-    assert (
-        main(
-            [
-                "prune",
-                "--model",
-                str(timm_model_dir),
-                "--dataset",
-                str(image_folder),
-                "--ratio",
-                "0.5",
-                "--eval-split",
-                "val",
-                "--num-workers",
-                "0",
-                "--output",
-                str(out),
-                "--push-to-hub",
-                "tester/tiny-vbp",
-            ]
-        )
-        == 0
-    )
-    report = json.loads((out / "report.json").read_text())
+def test_cli_push_of_a_prune_output(local_hub, prune_output, tmp_path):
+    report = json.loads((prune_output / "report.json").read_text())
+    assert run_vbprune("push", prune_output, "--repo-id", "tester/tiny-vbp") == 0
     files = set(HfApi().list_repo_files("tester/tiny-vbp"))
     assert {"config.json", "model.safetensors", "README.md", "report.json", "plan.json"} <= files
     assert "stats.safetensors" not in files
     card = ModelCard.load(hf_hub_download("tester/tiny-vbp", "README.md"))
+    assert card.data.model_name == "tester/tiny-vbp"
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert abs(values["top-1 accuracy (original)"] - report["accuracy"]["top1_before"]) < 1e-6
     loaded = vbprune.from_pretrained("tester/tiny-vbp")
     assert vbprune.count_params(loaded) == report["params"]["after"]
+    assert run_vbprune("push", tmp_path, "--repo-id", "tester/nothing") == 2
 
-    assert main(["push", str(out), "--repo-id", "tester/tiny-vbp-copy"]) == 0
-    copy = vbprune.from_pretrained("tester/tiny-vbp-copy")
-    assert all(
-        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), copy.state_dict().values())
-    )
-    assert main(["push", str(tmp_path), "--repo-id", "tester/nothing"]) == 2
+
+def test_prune_with_push_to_hub(local_hub, image_folder, timm_model_dir, tmp_path):
+    out = tmp_path / "pruned"
+    code = run_vbprune("prune", "--model", timm_model_dir, "--dataset", image_folder,
+                       "--ratio", 0.3, "--num-workers", 0, "--output", out,
+                       "--push-to-hub", "tester/pushed")  # fmt: skip
+    assert code == 0
+    local = vbprune.from_pretrained(out / "model")
+    remote = vbprune.from_pretrained("tester/pushed")
+    assert all(torch.equal(a, b) for a, b in zip(local.state_dict().values(),
+                                                 remote.state_dict().values()))  # fmt: skip
