@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,13 +65,9 @@ def test_transformers_folders_load_with_stock_transformers_only(images, tmp_path
         torch.save(images, folder / "images.pt")
         torch.save(logits(model, images), folder / "logits.pt")
         folders.append(str(folder))
-    done = subprocess.run(
-        [sys.executable, "-c", STOCK_LOAD, *folders],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"))  # remote code cached there
+    done = subprocess.run([sys.executable, "-c", STOCK_LOAD, *folders], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     differences = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(differences) == set(folders)
@@ -150,3 +147,73 @@ def test_cli_output_loads_back_by_folder(prune_output):
         widths = {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)}
         assert widths == report["hidden_sizes"]
         assert vbprune.count_params(model) == report["params"]["after"]
+
+
+def test_loaded_models_save_again_with_their_metadata(images, tmp_path):
+    for family in ("timm-swin", "hf-vit"):
+        model = pruned(family, images)
+        first = vbprune.save_pretrained(
+            model, tmp_path / f"{family}-1", metadata={"ratio": 0.4, "scope": "global"}
+        )
+        loaded = vbprune.from_pretrained(first)
+        vbprune.prune_model(loaded, vbprune.VarianceCalibrator(loaded).run([images]), 0.2)
+        second = vbprune.save_pretrained(
+            loaded, tmp_path / f"{family}-2", metadata={"scope": "layer"}
+        )
+        again = vbprune.from_pretrained(second)
+        assert (logits(loaded, images) - logits(again, images)).abs().max() < 1e-6
+        section = json.loads((second / "config.json").read_text())["vbprune"]
+        assert section["ratio"] == 0.4 and section["scope"] == "layer"  # kept, overridden
+        widths = {s.name: s.hidden_size for s in vbprune.find_mlp_sites(loaded)}
+        assert section["hidden_sizes"] == widths
+
+
+def test_bfloat16_timm_checkpoint_stays_bfloat16(images, tmp_path):
+    model = pruned("timm-vit", images).to(torch.bfloat16)
+    loaded = vbprune.from_pretrained(vbprune.save_pretrained(model, tmp_path / "bf16"))
+    assert next(loaded.parameters()).dtype == torch.bfloat16
+    batch = images.to(torch.bfloat16)
+    assert torch.equal(logits(model, batch), logits(loaded, batch))
+
+
+def test_fold_created_bias_round_trips(images, tmp_path):
+    import timm
+
+    args = dict(
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+        proj_bias=False,
+    )
+    model = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False, **args))
+    assert vbprune.find_mlp_sites(model)[0].fc2.bias is None
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    vbprune.prune_model(model, stats, 0.5)  # the fold gives fc2 a bias
+    folder = vbprune.save_pretrained(model, tmp_path / "nobias", model_args=args)
+    loaded = vbprune.from_pretrained(folder)
+    assert torch.equal(logits(model, images), logits(loaded, images))
+
+
+def test_unrebuildable_timm_model_is_refused_at_save(images, tmp_path):
+    model = pruned("timm-vit", images)
+    del model.vbprune_model_args  # as if built by hand: only num_classes/img_size known
+    with pytest.raises(ValueError, match="pass the model_args it was created with"):
+        vbprune.save_pretrained(model, tmp_path / "guess")
+    assert not (tmp_path / "guess").exists()
+
+
+def test_transformers_checkpoint_with_a_missing_weight(images, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = vbprune.save_pretrained(pruned("hf-vit", images), tmp_path / "vit")
+    weights = load_file(folder / "model.safetensors")
+    dropped = next(k for k in weights if "attention" in k)
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="weights do not match the model"):
+        vbprune.from_pretrained(folder)
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        vbprune.from_pretrained(tmp_path / "no" / "such")

@@ -50,3 +50,14 @@ def test_transformers_card_shows_both_ways_to_load_and_the_speedup(images, tmp_p
     assert "trust_remote_code=True" in card.content and "vbprune.from_pretrained" in card.content
     assert "**1.21x** (NVIDIA H100, bf16, batch 64)" in card.content
     assert not card.data.eval_results  # no accuracy known: none claimed
+
+
+def test_card_says_when_means_were_not_folded(image_folder, timm_model_dir, tmp_path):
+    from conftest import run_vbprune
+
+    out = tmp_path / "ablation"
+    assert run_vbprune("prune", "--model", timm_model_dir, "--dataset", image_folder,
+                       "--ratio", 0.3, "--no-compensate", "--num-workers", 0,
+                       "--output", out) == 0  # fmt: skip
+    text = (out / "model" / "README.md").read_text()
+    assert "were NOT folded" in text and "are folded" not in text

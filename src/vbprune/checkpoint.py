@@ -61,7 +61,12 @@ def save_pretrained(
     """
     from .hub import write_model_card
 
-    section = pruning_metadata(model, **dict(metadata or {}))
+    # A model loaded from a checkpoint keeps what it was saved with (ratio, report, ...);
+    # new metadata wins, widths and version are always the current ones.
+    previous = dict(_loaded_section(model))
+    for key in ("hidden_sizes", "library_version"):
+        previous.pop(key, None)
+    section = pruning_metadata(model, **{**previous, **dict(metadata or {})})
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         if is_timm_model(model):
             _save_timm(model, tmp, section, model_args)
@@ -69,6 +74,13 @@ def save_pretrained(
             _save_hf(model, tmp, section)
         write_model_card(tmp, Path(directory).name)
     return Path(directory)
+
+
+def _loaded_section(model: nn.Module) -> Mapping[str, Any]:
+    section = getattr(model, "vbprune_metadata", None)  # timm, set by from_pretrained
+    if section is None:
+        section = getattr(getattr(model, "config", None), SECTION, None)  # transformers
+    return section if isinstance(section, Mapping) else {}
 
 
 def _timm_model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -93,11 +105,41 @@ def _save_timm(model, directory: Path, section: dict, model_args) -> None:
             "its architecture; build it with timm.create_model(name, ...)"
         )
     args = _timm_model_args(model, model_args)
+    _check_rebuilds(model, args, section["hidden_sizes"])
     section = {**section, "model_args": args}
     save_for_hf(
         model, str(directory), model_config={SECTION: section}, model_args=args,
         safe_serialization=True,
     )  # fmt: skip
+
+
+def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[str, int]) -> None:
+    """Refuse to write a timm checkpoint that would not load: rebuild it (on the meta
+    device, no memory) from the recorded name, args and widths and compare every shape."""
+    import timm
+
+    name = model.pretrained_cfg.get("architecture") or model.default_cfg.get("architecture")
+    try:
+        with torch.device("meta"):
+            rebuilt = timm.create_model(name, pretrained=False, **args)
+            apply_widths(rebuilt, widths)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"cannot save {name}: it does not rebuild from model_args={dict(args)} ({error}); "
+            "pass the model_args it was created with"
+        ) from error
+
+    def shapes(state):  # fc2 biases may have been created by the fold: not compared
+        return {k: tuple(v.shape) for k, v in state.items() if not k.endswith("fc2.bias")}
+
+    expected, actual = shapes(rebuilt.state_dict()), shapes(model.state_dict())
+    if expected != actual:
+        keys = expected.keys() | actual.keys()
+        differing = sorted(k for k in keys if expected.get(k) != actual.get(k))[:3]
+        raise ValueError(
+            f"cannot save {name}: model_args={dict(args)} rebuild a different architecture "
+            f"(e.g. {differing}); pass the model_args it was created with"
+        )
 
 
 def _save_hf(model, directory: Path, section: dict) -> None:
@@ -111,7 +153,8 @@ def _save_hf(model, directory: Path, section: dict) -> None:
         )
     config_class, model_class = PRUNED_CLASSES[stock]
     values = model.config.to_dict()
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", SECTION):
+    stale = ("model_type", "architectures", "auto_map", "transformers_version", "mlp_hidden_sizes")
+    for key in (*stale, SECTION):
         values.pop(key, None)
     config = config_class(**values, mlp_hidden_sizes=list(section["hidden_sizes"].values()))
     setattr(config, SECTION, section)
@@ -121,12 +164,29 @@ def _save_hf(model, directory: Path, section: dict) -> None:
     config.register_for_auto_class()
     pruned.register_for_auto_class("AutoModelForImageClassification")
     pruned.save_pretrained(str(directory), safe_serialization=True)
+    _save_image_processor(model, directory)
+
+
+def _save_image_processor(model: nn.Module, directory: Path) -> None:
+    """Keep the base model's preprocessing next to the pruned weights, when known."""
+    name = getattr(model.config, "_name_or_path", "")
+    if not name:
+        return
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(name)
+    except (OSError, ValueError):
+        return  # nothing saved with the base model: users get the family's defaults
+    processor.save_pretrained(str(directory))
 
 
 def _read_config(path_or_id: str, revision: str | None) -> tuple[Path, dict[str, Any]]:
     local = Path(path_or_id).expanduser()
     if local.is_dir():
         folder = local
+    elif path_or_id.startswith(("/", ".", "~")) or path_or_id.count("/") > 1:
+        raise FileNotFoundError(f"model folder not found: {path_or_id}")
     else:
         from huggingface_hub import snapshot_download
 
@@ -179,9 +239,14 @@ def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) ->
     if SECTION in config:
         _check_section(config[SECTION], str(path_or_repo_id))
     try:
-        model = AutoModelForImageClassification.from_pretrained(str(folder))
+        model, info = AutoModelForImageClassification.from_pretrained(
+            str(folder), output_loading_info=True
+        )
     except RuntimeError as error:  # size mismatch in load_state_dict
         raise ValueError(f"{path_or_repo_id}: weights do not match the config: {error}") from error
+    problems = {k: sorted(v)[:3] for k, v in info.items() if v and k != "error_msgs"}
+    if problems:  # transformers would initialise missing weights randomly: refuse
+        raise ValueError(f"{path_or_repo_id}: weights do not match the model: {problems}")
     return model.eval()
 
 
@@ -193,10 +258,16 @@ def _load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module
     model_args = (section or {}).get("model_args", config.get("model_args", {}))
     try:
         model = timm.create_model(config["architecture"], pretrained=False, **model_args)
-    except RuntimeError as error:  # timm: "Unknown model (...)"
+    except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise ValueError(f"{folder}: unknown timm architecture: {error}") from error
     with safe_open(str(weights), framework="pt") as f:
         shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+        dtypes = {f.get_slice(key).get_dtype() for key in f.keys()}  # noqa: SIM118
+    # A checkpoint saved in bf16/fp16 loads in that precision, not upcast to float32.
+    floating = {"BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+    saved = [floating[d] for d in dtypes if d in floating]
+    if len(saved) == 1 and "F32" not in dtypes:
+        model = model.to(saved[0])
     if section is not None:
         _check_section(section, str(folder))
         apply_widths(model, section["hidden_sizes"], shapes, str(folder))
@@ -209,6 +280,7 @@ def _load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module
         raise ValueError(f"{folder}: weights do not match the recorded widths: {error}") from error
     model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
     model.vbprune_model_args = model_args
+    model.vbprune_metadata = dict(section or {})
     return model.eval()
 
 

@@ -228,7 +228,10 @@ def prune_command(args: argparse.Namespace) -> int:
     }
     if eval_loader is not None:
         top1, count, seconds = _top1(eval_loader, model, accelerator)
-        report["accuracy"] = {"split": args.eval_split, "samples": count, "top1_before": top1}
+        report["accuracy"] = {
+            "dataset": str(args.dataset), "split": args.eval_split, "samples": count,
+            "top1_before": top1,
+        }  # fmt: skip
         report["timings"]["eval_before_s"] = round(seconds, 3)
 
     start = time.perf_counter()

@@ -60,6 +60,8 @@ def push_folder(
         write_model_card(staged, repo_id)
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
         commit = api.upload_folder(
             folder_path=str(staged), repo_id=repo_id, commit_message=commit_message,
             revision=revision, token=token,

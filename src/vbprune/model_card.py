@@ -32,6 +32,14 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
+def _pruned_percent(original: Mapping[str, int], widths: Mapping[str, int], ratio) -> str:
+    """Share of MLP neurons removed, from the widths when known (round_to and min_keep
+    make it differ from the requested ratio)."""
+    if original and widths:
+        return f"{100 * (1 - sum(widths.values()) / sum(original.values())):.1f} %"
+    return f"{100 * ratio:g} %" if ratio is not None else "some"
+
+
 def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: str = "REPO_ID"):
     """A :class:`huggingface_hub.ModelCard` for a model saved with ``section`` as its
     config's ``vbprune`` section (widths, ratio, scope, base model, report).
@@ -50,7 +58,9 @@ def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: st
     original = dict(report.get("original_sizes", {}))
     base_model = section.get("base_model") or "unknown base model"
     base_id = base_model.split(":", 1)[-1] if base_model.startswith(("timm:", "hf:")) else None
-    dataset = str(report.get("calibration", {}).get("dataset") or "unknown")
+    dataset = str(
+        accuracy.get("dataset") or report.get("calibration", {}).get("dataset") or "unknown"
+    )
     labels = {
         "top1_before": "original",
         "top1_after_pruning": "right after pruning",
@@ -100,8 +110,9 @@ def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: st
         library_name=library_name,
         library_version=section.get("library_version", ""),
         ratio=ratio,
-        scope=section.get("scope", "global"),
-        pruned_percent=f"{100 * ratio:g} %" if ratio is not None else "some",
+        scope=section.get("scope", "unknown"),
+        compensate=section.get("compensate"),
+        pruned_percent=_pruned_percent(original, widths, ratio),
         params_before=_millions(params.get("before")),
         params_after=_millions(params.get("after")),
         macs_before=_giga(macs.get("before")),
