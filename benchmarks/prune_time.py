@@ -20,6 +20,7 @@ import timm
 import torch
 
 import vbprune
+from vbprune.evaluation import measure_latency
 
 
 def synthetic_stats(model: torch.nn.Module, seed: int = 0) -> vbprune.ActivationStats:
@@ -34,22 +35,6 @@ def synthetic_stats(model: torch.nn.Module, seed: int = 0) -> vbprune.Activation
             for site in vbprune.find_mlp_sites(model)
         }
     )
-
-
-def latency(model: torch.nn.Module, batch: torch.Tensor, repeats: int) -> float:
-    """Median seconds per forward (CUDA work waited for)."""
-    sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
-    with torch.inference_mode():
-        for _ in range(3):  # warm-up: kernels chosen, caches filled
-            model(batch)
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            model(batch)
-            sync()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(model_name: str, ratio: float, args: argparse.Namespace) -> None:
@@ -75,8 +60,8 @@ def measure(model_name: str, ratio: float, args: argparse.Namespace) -> None:
     bound = vbprune.count_macs(dense) / vbprune.count_macs(pruned)
     for batch_size in args.batch_sizes:
         batch = torch.randn(batch_size, 3, 224, 224, device=device, dtype=dtype)
-        t_dense = latency(dense, batch, args.repeats)
-        t_pruned = latency(pruned, batch, args.repeats)
+        t_dense = measure_latency(dense, batch, args.repeats)
+        t_pruned = measure_latency(pruned, batch, args.repeats)
         speedup = t_dense / t_pruned
         print(
             f"  batch {batch_size}: dense {t_dense * 1e3:.2f} ms, pruned {t_pruned * 1e3:.2f} ms, "

@@ -330,3 +330,19 @@ def prune_output(tmp_path_factory, image_folder, timm_model_dir):
                        "--output", out)  # fmt: skip
     assert code == 0
     return out
+
+
+def manual_top1(model, folder):
+    """Top-1 of ``model`` on ImageNet-style ``folder``/<class>/*, one image at a time."""
+    from PIL import Image
+
+    from vbprune.data import image_transform
+
+    transform, correct, total = image_transform(model), 0, 0
+    for label, class_dir in enumerate(sorted(p for p in folder.iterdir())):
+        for image_path in sorted(class_dir.iterdir()):
+            pixels = transform(Image.open(image_path).convert("RGB"))[None]
+            with torch.no_grad():
+                correct += int(model(pixels).argmax(-1).item() == label)
+            total += 1
+    return correct / total, total

@@ -6,30 +6,17 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 import vbprune
-from conftest import TINY_TIMM_ARGS, vit_macs
+from conftest import TINY_TIMM_ARGS, manual_top1, vit_macs
 from vbprune.cli import main
-from vbprune.data import image_transform
 
 TOKENS, DIM = 17, TINY_TIMM_ARGS["embed_dim"]
 
 
 def run(*argv):
     return main([str(a) for a in argv])
-
-
-def manual_top1(model, folder):
-    transform, correct, total = image_transform(model), 0, 0
-    for label, class_dir in enumerate(sorted(p for p in folder.iterdir())):
-        for image_path in sorted(class_dir.iterdir()):
-            pixels = transform(Image.open(image_path).convert("RGB"))[None]
-            with torch.no_grad():
-                correct += int(model(pixels).argmax(-1).item() == label)
-            total += 1
-    return correct / total, total
 
 
 def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_model_dir, tmp_path):

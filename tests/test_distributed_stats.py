@@ -117,3 +117,18 @@ def test_cli_prune_on_two_processes_matches_one(image_folder, timm_model_dir, tm
     for key in ("top1_before", "top1_after_pruning"):
         assert two["accuracy"][key] == one["accuracy"][key]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out1", "out2"]  # no temp left
+
+
+def test_cli_evaluate_on_two_processes_counts_every_image_once(image_folder, prune_output,
+                                                               tmp_path):  # fmt: skip
+    reports = {}
+    for processes in LAUNCHERS:
+        out = tmp_path / f"eval{processes}"
+        run_cli(processes, "evaluate", "--model", prune_output / "model", "--dataset",
+                image_folder, "--split", "val", "--batch-size", 4, "--num-workers", 0,
+                "--output", out)  # fmt: skip
+        reports[processes] = json.loads((out / "report.json").read_text())
+    assert reports[2]["processes"] == 2
+    assert reports[1]["samples"] == reports[2]["samples"] == 9
+    assert reports[1]["top1_accuracy"] == reports[2]["top1_accuracy"]
+    assert reports[1]["loss"] == pytest.approx(reports[2]["loss"], rel=1e-6)

@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--private", action="store_true", help="create the Hub repo private")
     prune.set_defaults(func=prune_command)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="top-1/top-5, loss, size and latency of a model on a dataset"
+    )
+    _add_model_args(evaluate)
+    _add_data_args(evaluate, required=True)
+    evaluate.set_defaults(split="validation")
+    evaluate.add_argument("--latency-repeats", type=int, default=10, help="timed forwards")
+    evaluate.add_argument("--output", default="evaluation", help="folder for the report")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    evaluate.set_defaults(func=evaluate_command)
+
     push = commands.add_parser("push", help="upload a pruned model folder to the Hub")
     push.add_argument("directory", help="a `vbprune prune` output or a saved model folder")
     push.add_argument("--repo-id", required=True, help="user/name on the Hub")
@@ -105,6 +116,72 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", help="branch to push to")
     push.set_defaults(func=push_command)
     return parser
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``vbprune evaluate``: report.json and report.md with accuracy, size and latency."""
+    from .evaluation import evaluate_model, measure_latency
+    from .outputs import atomic_directory
+
+    check_output_directory(args.output, args.overwrite)
+    accelerator = _accelerator()
+    model = _prepare_model(args, accelerator)
+    loader = _loader(args, model, accelerator, args.split, args.num_samples, labels=True)
+    start = time.perf_counter()
+    metrics = evaluate_model(model, loader, accelerator)
+    seconds = time.perf_counter() - start
+    size = input_size(model)
+    param = next(model.parameters())
+    batch = torch.zeros((args.batch_size, *size), device=param.device, dtype=param.dtype)
+    report = {
+        "model": args.model,
+        "dataset": str(args.dataset),
+        "split": args.split,
+        **metrics,
+        "params": count_params(model),
+        "macs": count_macs(model, size),
+        "input_size": list(size),
+        "latency": {
+            "batch_size": args.batch_size,
+            "seconds": measure_latency(model, batch, args.latency_repeats),
+            "device": _device_name(param.device),
+            "dtype": args.dtype,
+        },
+        "processes": accelerator.num_processes,
+        "evaluation_s": round(seconds, 3),
+    }
+    if accelerator.is_main_process:
+        with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
+            (tmp / "report.json").write_text(json.dumps(report, indent=2))
+            (tmp / "report.md").write_text(_markdown_table(report))
+        print(_markdown_table(report))
+    accelerator.wait_for_everyone()
+    return 0
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _markdown_table(report: dict[str, Any]) -> str:
+    latency = report["latency"]
+    rows = [
+        ("model", report["model"]),
+        ("data", f"{report['dataset']} / {report['split']} ({report['samples']} images)"),
+        ("top-1", f"{100 * report['top1_accuracy']:.2f} %"),
+        ("top-5", f"{100 * report['top5_accuracy']:.2f} %" if "top5_accuracy" in report else "-"),
+        ("loss", f"{report['loss']:.4f}"),
+        ("params", f"{report['params'] / 1e6:.2f} M"),
+        ("MACs", f"{report['macs'] / 1e9:.3f} G at {'x'.join(map(str, report['input_size']))}"),
+        ("latency", f"{latency['seconds'] * 1e3:.2f} ms per batch of {latency['batch_size']} "
+                    f"({latency['device']}, {latency['dtype']})"),
+    ]  # fmt: skip
+    lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join(lines) + "\n"
 
 
 def push_command(args: argparse.Namespace) -> int:

@@ -1,30 +1,42 @@
-"""Top-1 accuracy over a (sharded) loader, counted exactly once per sample."""
+"""Evaluate classifiers over sharded loaders: every sample counted exactly once."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from .metrics import TopKAccuracy
 from .models import logits_of
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
 
-def top1_accuracy(
-    model: nn.Module, batches: Iterable[dict[str, Any]], accelerator: Accelerator | None = None
-) -> tuple[float, int]:
-    """Fraction of correct top-1 predictions and the number of samples, over all processes.
+def evaluate_model(
+    model: nn.Module,
+    batches: Iterable[dict[str, Any]],
+    accelerator: Accelerator | None = None,
+    topk: tuple[int, ...] = (1, 5),
+) -> dict[str, float]:
+    """Top-k accuracies and mean cross-entropy of ``model`` over all processes' shards.
 
-    Each process must read its own shard (no padding): correct/total counts are summed.
+    Each process must read its own shard (no padding); ranked predictions are gathered
+    from every process and scored with :class:`vbprune.metrics.TopKAccuracy`.
+
+    Returns:
+        ``{"top1_accuracy": ..., "top5_accuracy": ..., "loss": ..., "samples": N}``
+        (top-k for k above the number of classes is left out).
     """
     param = next(model.parameters())
     device = accelerator.device if accelerator is not None else param.device
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    total = torch.zeros((), dtype=torch.int64, device=device)
+    ranked: list[list[int]] = []
+    references: list[int] = []
+    loss_sum = 0.0
     was_training = model.training
     model.eval()
     try:
@@ -32,13 +44,56 @@ def top1_accuracy(
             for batch in batches:
                 images = batch["pixel_values"].to(device, param.dtype)
                 labels = batch["labels"].to(device)
-                predictions = logits_of(model(images)).argmax(-1)
-                correct += (predictions == labels).sum()
-                total += labels.numel()
+                logits = logits_of(model(images)).float()
+                loss_sum += float(
+                    torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+                )
+                k = min(max(topk), logits.shape[-1])
+                ranked += logits.topk(k, dim=-1).indices.tolist()
+                references += labels.tolist()
     finally:
         model.train(was_training)
     if accelerator is not None and accelerator.num_processes > 1:
-        correct, total = accelerator.reduce(torch.stack([correct, total]), reduction="sum")
-    if int(total) == 0:
+        from accelerate.utils import gather_object
+
+        # lists of different lengths per process: gathered as objects, nothing padded
+        parts = gather_object([(ranked, references, loss_sum)])
+        ranked = [p for part in parts for p in part[0]]
+        references = [r for part in parts for r in part[1]]
+        loss_sum = sum(part[2] for part in parts)
+    if not references:
         raise ValueError("no evaluation sample")
-    return int(correct) / int(total), int(total)
+    result: dict[str, float] = {"samples": len(references), "loss": loss_sum / len(references)}
+    for k in topk:
+        if ranked and len(ranked[0]) >= k:
+            result |= TopKAccuracy(k=k).compute(predictions=ranked, references=references)
+    return result
+
+
+def top1_accuracy(
+    model: nn.Module, batches: Iterable[dict[str, Any]], accelerator: Accelerator | None = None
+) -> tuple[float, int]:
+    """Top-1 accuracy and the number of samples, over all processes."""
+    result = evaluate_model(model, batches, accelerator, topk=(1,))
+    return result["top1_accuracy"], int(result["samples"])
+
+
+def measure_latency(model: nn.Module, batch: torch.Tensor, repeats: int = 10) -> float:
+    """Median seconds of one inference forward on ``batch`` (CUDA work waited for)."""
+    sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for _ in range(3):  # warm-up: kernels chosen, caches filled
+                model(batch)
+            times = []
+            for _ in range(repeats):
+                sync()
+                start = time.perf_counter()
+                model(batch)
+                sync()
+                times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return statistics.median(times)
