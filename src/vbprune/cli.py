@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     evaluate.set_defaults(func=evaluate_command)
 
+    from .distill_command import add_distill_parser
+
+    add_distill_parser(commands)
+
     push = commands.add_parser("push", help="upload a pruned model folder to the Hub")
     push.add_argument("directory", help="a `vbprune prune` output or a saved model folder")
     push.add_argument("--repo-id", required=True, help="user/name on the Hub")
