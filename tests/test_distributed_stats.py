@@ -132,3 +132,15 @@ def test_cli_evaluate_on_two_processes_counts_every_image_once(image_folder, pru
     assert reports[1]["samples"] == reports[2]["samples"] == 9
     assert reports[1]["top1_accuracy"] == reports[2]["top1_accuracy"]
     assert reports[1]["loss"] == pytest.approx(reports[2]["loss"], rel=1e-6)
+
+
+def test_cli_distill_on_two_processes_evaluates_every_image_once(image_folder, prune_output,
+                                                                 tmp_path):  # fmt: skip
+    out = tmp_path / "kd"
+    run_cli(2, "distill", "--model", prune_output, "--dataset", image_folder, "--eval-split",
+            "val", "--epochs", 2, "--batch-size", 4, "--learning-rate", 1e-3,
+            "--num-workers", 0, "--output", out)  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["distillation"]["processes"] == 2
+    assert report["distillation"]["eval_samples_per_epoch"] == [9, 9]  # 9 images, once each
+    assert (out / "model" / "model.safetensors").is_file()

@@ -137,6 +137,7 @@ def distill_command(args: argparse.Namespace) -> int:
     history = list(trainer.state.log_history)  # the per-epoch evaluations
     after = trainer.evaluate()["eval_top1"]  # the best model, loaded at the end
     report = _report(section, args, before, after, history)
+    report["distillation"]["processes"] = trainer.accelerator.num_processes
     if trainer.accelerator.is_main_process:
         best = trainer.model.model if hasattr(trainer.model, "model") else trainer.model
         metadata = {**section, "report": report}
