@@ -19,7 +19,13 @@ import timm
 import torch
 
 import vbprune
-from vbprune.digits import accuracy, digits_vit, load_digits_tensors, train_classifier
+from vbprune.digits import (
+    TensorImageDataset,
+    accuracy,
+    digits_vit,
+    load_digits_tensors,
+    train_classifier,
+)
 from vbprune.losses import distillation_loss
 
 
@@ -61,17 +67,6 @@ def step_times(args) -> None:
     )
 
 
-class _Digits(torch.utils.data.Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"pixel_values": self.x[i], "labels": self.y[i]}
-
-
 def recovery_curves(epochs: int) -> None:
     from vbprune.distillation import DistillationTrainer, DistillationTrainingArguments
 
@@ -87,7 +82,7 @@ def recovery_curves(epochs: int) -> None:
             curve = [accuracy(student, test_x, test_y)]
             for _ in range(epochs):  # one epoch per run: accuracy after each
                 trainer = DistillationTrainer(
-                    model=student, teacher_model=teacher, train_dataset=_Digits(train_x, train_y),
+                    model=student, teacher_model=teacher, train_dataset=TensorImageDataset(train_x, train_y),
                     args=DistillationTrainingArguments(
                         "/tmp/vbprune-bench", num_train_epochs=1, learning_rate=1e-3,
                         per_device_train_batch_size=64, lr_scheduler_type="constant",

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 import vbprune
-from vbprune.digits import accuracy, digits_vit, load_digits_tensors, train_classifier
+from vbprune.digits import (
+    TensorImageDataset,
+    accuracy,
+    digits_vit,
+    load_digits_tensors,
+    train_classifier,
+)
 from vbprune.distillation import DistillationTrainer, DistillationTrainingArguments
-
-
-class Digits(torch.utils.data.Dataset):
-    def __init__(self, images, labels):
-        self.images, self.labels = images, labels
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return {"pixel_values": self.images[i], "labels": self.labels[i]}
 
 
 def test_short_distillation_raises_pruned_accuracy(tmp_path):
@@ -37,7 +30,7 @@ def test_short_distillation_raises_pruned_accuracy(tmp_path):
         warmup_steps=0,
     )  # fmt: skip
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args,
-                                  train_dataset=Digits(train_x, train_y))  # fmt: skip
+                                  train_dataset=TensorImageDataset(train_x, train_y))  # fmt: skip
     trainer.train()
     recovered = accuracy(student, test_x, test_y)
     print(

@@ -62,3 +62,16 @@ def accuracy(model: nn.Module, images, labels) -> float:
     """Top-1 accuracy of ``model`` on tensors."""
     with torch.no_grad():
         return float((model.eval()(images).argmax(-1) == labels).float().mean())
+
+
+class TensorImageDataset(torch.utils.data.Dataset):
+    """Image and label tensors as the ``{"pixel_values", "labels"}`` items Trainer expects."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.images[index], "labels": self.labels[index]}
