@@ -82,7 +82,8 @@ def recovery_curves(epochs: int) -> None:
             curve = [accuracy(student, test_x, test_y)]
             for _ in range(epochs):  # one epoch per run: accuracy after each
                 trainer = DistillationTrainer(
-                    model=student, teacher_model=teacher, train_dataset=TensorImageDataset(train_x, train_y),
+                    model=student, teacher_model=teacher,
+                    train_dataset=TensorImageDataset(train_x, train_y),
                     args=DistillationTrainingArguments(
                         "/tmp/vbprune-bench", num_train_epochs=1, learning_rate=1e-3,
                         per_device_train_batch_size=64, lr_scheduler_type="constant",
