@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     evaluate.set_defaults(func=evaluate_command)
 
+    from .demo import add_demo_parser
     from .distill_command import add_distill_parser
 
     add_distill_parser(commands)
+    add_demo_parser(commands)
 
     push = commands.add_parser("push", help="upload a pruned model folder to the Hub")
     push.add_argument("directory", help="a `vbprune prune` output or a saved model folder")

@@ -128,6 +128,7 @@ def prune_model(
     compensate: bool = True,
     min_keep: int = 1,
     round_to: int = 1,
+    criterion: str = "variance",
 ) -> PruningResult:
     """Variance-based pruning of every MLP of ``model``, in place.
 
@@ -144,6 +145,7 @@ def prune_model(
         min_keep: No MLP keeps fewer neurons than this.
         round_to: Kept widths are multiples of this (hardware-friendly), total kept as
             close as possible to the target.
+        criterion: ``"variance"`` (the method) or ``"random"`` (ablation baseline).
 
     Returns:
         A :class:`PruningResult` with the plan and the widths before and after.
@@ -158,6 +160,6 @@ def prune_model(
     check_stats(sites, stats)
     original = {site.name: site.hidden_size for site in sites}
     ordered = {site.name: stats[site.name] for site in sites}
-    plan = plan_pruning(ordered, ratio, scope, min_keep, round_to)
+    plan = plan_pruning(ordered, ratio, scope, min_keep, round_to, criterion)
     hidden_sizes = apply_plan(model, plan, compensate=compensate)
     return PruningResult(plan, original, hidden_sizes)

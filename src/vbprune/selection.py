@@ -199,18 +199,26 @@ def _round_widths(kept: list[int], widths: list[int], multiple: int, min_keep: i
     return result
 
 
+CRITERIA = ("variance", "random")
+
+
 def plan_pruning(
     stats: Mapping[str, NeuronStats],
     ratio: float,
     scope: str = "global",
     min_keep: int = 1,
     round_to: int = 1,
+    criterion: str = "variance",
+    seed: int = 0,
 ) -> PruningPlan:
     """Select neurons from calibration statistics and record the means to fold.
 
     Args:
         stats: Statistics per site (e.g. :class:`~vbprune.ActivationStats`), model order.
         ratio, scope, min_keep, round_to: As in :func:`select_neurons`.
+        criterion: ``"variance"`` (the method) or ``"random"`` (the ablation baseline:
+            the same counts, neurons drawn at random with ``seed``).
+        seed: Seed of the ``"random"`` criterion.
 
     Returns:
         A :class:`PruningPlan` that :func:`vbprune.apply_plan` applies.
@@ -225,7 +233,14 @@ def plan_pruning(
             raise ValueError(f"statistics of {name} hold {s.count} sample(s); need at least 2")
         if not s.is_finite():
             raise ValueError(f"statistics of {name} hold NaN or infinite values")
-    keep = select_neurons({n: s.var for n, s in stats.items()}, ratio, scope, min_keep, round_to)
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if criterion == "variance":
+        scores = {n: s.var for n, s in stats.items()}
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        scores = {n: torch.rand(s.mean.numel(), generator=generator) for n, s in stats.items()}
+    keep = select_neurons(scores, ratio, scope, min_keep, round_to)
     plan = PruningPlan(float(ratio), scope, int(min_keep), int(round_to))
     for name, s in stats.items():
         width = s.mean.numel()
