@@ -46,6 +46,7 @@ setup(
         "safetensors>=0.4",
         "tqdm",
         "scikit-learn",  # its bundled digits train the demo's network
+        "matplotlib",  # vbprune sweep's plot
     ],
     extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
     entry_points={"console_scripts": ["vbprune = vbprune.cli:main"]},

@@ -17,7 +17,7 @@ from .calibration import VarianceCalibrator
 from .checkpoint import from_pretrained, register_auto_classes, save_pretrained
 from .counting import count_macs, count_params
 from .hub import push_folder, push_to_hub
-from .pruning import PruningResult, apply_plan, prune_model
+from .pruning import PruningResult, apply_plan, magnitude_scores, prune_model
 from .selection import PruningPlan, SitePlan, plan_pruning, select_neurons
 from .statistics import ActivationStats, NeuronStats
 
@@ -41,6 +41,7 @@ __all__ = [
     "count_params",
     "find_mlp_sites",
     "from_pretrained",
+    "magnitude_scores",
     "plan_pruning",
     "prune_model",
     "push_folder",

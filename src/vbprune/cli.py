@@ -110,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .demo import add_demo_parser
     from .distill_command import add_distill_parser
+    from .sweep import add_sweep_parser
 
     add_distill_parser(commands)
     add_demo_parser(commands)
+    add_sweep_parser(commands)
 
     push = commands.add_parser("push", help="upload a pruned model folder to the Hub")
     push.add_argument("directory", help="a `vbprune prune` output or a saved model folder")

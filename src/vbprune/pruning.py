@@ -90,6 +90,19 @@ def _check_plan(sites: list[MLPSite], plan: PruningPlan) -> None:
             )
 
 
+def magnitude_scores(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weight-magnitude score of every hidden neuron: ``||W1[j, :]|| * ||W2[:, j]||``.
+
+    The baseline criterion the paper compares variance with (no data needed).
+    """
+    scores = {}
+    for site in find_mlp_sites(model):
+        w1 = site.fc1.weight.detach().flatten(1).float()  # (H, in)
+        w2 = site.fc2.weight.detach().flatten(1).float()  # (out, H)
+        scores[site.name] = (w1.norm(dim=1) * w2.norm(dim=0)).cpu()
+    return scores
+
+
 def apply_plan(model: nn.Module, plan: PruningPlan, compensate: bool = True) -> dict[str, int]:
     """Apply a :class:`PruningPlan` to ``model`` in place.
 
@@ -145,7 +158,8 @@ def prune_model(
         min_keep: No MLP keeps fewer neurons than this.
         round_to: Kept widths are multiples of this (hardware-friendly), total kept as
             close as possible to the target.
-        criterion: ``"variance"`` (the method) or ``"random"`` (ablation baseline).
+        criterion: ``"variance"`` (the method), or the baselines ``"random"`` and
+            ``"magnitude"`` (:func:`magnitude_scores`).
 
     Returns:
         A :class:`PruningResult` with the plan and the widths before and after.
@@ -160,6 +174,7 @@ def prune_model(
     check_stats(sites, stats)
     original = {site.name: site.hidden_size for site in sites}
     ordered = {site.name: stats[site.name] for site in sites}
-    plan = plan_pruning(ordered, ratio, scope, min_keep, round_to, criterion)
+    scores = magnitude_scores(model) if criterion == "magnitude" else None
+    plan = plan_pruning(ordered, ratio, scope, min_keep, round_to, criterion, scores=scores)
     hidden_sizes = apply_plan(model, plan, compensate=compensate)
     return PruningResult(plan, original, hidden_sizes)

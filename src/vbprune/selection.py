@@ -199,7 +199,7 @@ def _round_widths(kept: list[int], widths: list[int], multiple: int, min_keep: i
     return result
 
 
-CRITERIA = ("variance", "random")
+CRITERIA = ("variance", "random", "magnitude")
 
 
 def plan_pruning(
@@ -210,15 +210,18 @@ def plan_pruning(
     round_to: int = 1,
     criterion: str = "variance",
     seed: int = 0,
+    scores: Mapping[str, Tensor] | None = None,
 ) -> PruningPlan:
     """Select neurons from calibration statistics and record the means to fold.
 
     Args:
         stats: Statistics per site (e.g. :class:`~vbprune.ActivationStats`), model order.
         ratio, scope, min_keep, round_to: As in :func:`select_neurons`.
-        criterion: ``"variance"`` (the method) or ``"random"`` (the ablation baseline:
-            the same counts, neurons drawn at random with ``seed``).
+        criterion: ``"variance"`` (the method), ``"random"`` (the ablation baseline:
+            the same counts, neurons drawn at random with ``seed``) or ``"magnitude"``
+            (weight magnitude, from ``scores``; see :func:`vbprune.magnitude_scores`).
         seed: Seed of the ``"random"`` criterion.
+        scores: Per-site scores (lowest removed first) for the ``"magnitude"`` criterion.
 
     Returns:
         A :class:`PruningPlan` that :func:`vbprune.apply_plan` applies.
@@ -235,7 +238,10 @@ def plan_pruning(
             raise ValueError(f"statistics of {name} hold NaN or infinite values")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    if criterion == "variance":
+    if criterion == "magnitude":
+        if scores is None:
+            raise ValueError("the magnitude criterion needs scores (vbprune.magnitude_scores)")
+    elif criterion == "variance":
         scores = {n: s.var for n, s in stats.items()}
     else:
         generator = torch.Generator().manual_seed(seed)
