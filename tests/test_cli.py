@@ -9,19 +9,14 @@ import torch
 from safetensors.torch import load_file
 
 import vbprune
-from conftest import TINY_TIMM_ARGS, manual_top1, vit_macs
-from vbprune.cli import main
+from conftest import TINY_TIMM_ARGS, manual_top1, run_vbprune, vit_macs
 
 TOKENS, DIM = 17, TINY_TIMM_ARGS["embed_dim"]
 
 
-def run(*argv):
-    return main([str(a) for a in argv])
-
-
 def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_model_dir, tmp_path):
     out = tmp_path / "pruned"
-    code = run(
+    code = run_vbprune(
         "prune",
         "--model",
         timm_model_dir,
@@ -77,7 +72,7 @@ def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_m
 def test_calibrate_then_prune_from_the_statistics(image_folder, timm_model_dir, tmp_path):
     stats_path = tmp_path / "stats.safetensors"
     assert (
-        run(
+        run_vbprune(
             "calibrate",
             "--model",
             timm_model_dir,
@@ -96,7 +91,7 @@ def test_calibrate_then_prune_from_the_statistics(image_folder, timm_model_dir, 
     assert stats["blocks.0.mlp"].count == 10 * TOKENS
     out = tmp_path / "pruned"
     assert (
-        run(
+        run_vbprune(
             "prune",
             "--model",
             timm_model_dir,
@@ -120,11 +115,13 @@ def test_calibrate_then_prune_from_the_statistics(image_folder, timm_model_dir, 
 def test_bad_input_leaves_no_output_folder(image_folder, timm_model_dir, tmp_path, capsys):
     out = tmp_path / "pruned"
     base = ["prune", "--model", timm_model_dir, "--num-workers", 0, "--output", out]
-    assert run(*base, "--dataset", image_folder, "--ratio", 1.5) == 2
+    assert run_vbprune(*base, "--dataset", image_folder, "--ratio", 1.5) == 2
     assert "ratio must be in [0, 1), got 1.5" in capsys.readouterr().err
-    assert run(*base, "--dataset", tmp_path / "missing", "--ratio", 0.5) == 2
+    assert run_vbprune(*base, "--dataset", tmp_path / "missing", "--ratio", 0.5) == 2
     assert "dataset folder not found" in capsys.readouterr().err
-    assert run(*base, "--dataset", image_folder, "--image-column", "img", "--ratio", 0.5) == 2
+    assert (
+        run_vbprune(*base, "--dataset", image_folder, "--image-column", "img", "--ratio", 0.5) == 2
+    )
     assert "no image column 'img'" in capsys.readouterr().err
     # statistics of another model (other site names and widths)
     other = vbprune.ActivationStats(
@@ -135,10 +132,13 @@ def test_bad_input_leaves_no_output_folder(image_folder, timm_model_dir, tmp_pat
         }
     )
     other.save(tmp_path / "other.safetensors")
-    assert run(*base, "--stats", tmp_path / "other.safetensors", "--ratio", 0.5) == 2
+    assert run_vbprune(*base, "--stats", tmp_path / "other.safetensors", "--ratio", 0.5) == 2
     assert "no entry for 2 MLP site(s)" in capsys.readouterr().err
     assert (
-        run("prune", "--model", "timm-deit", "--stats", "x", "--ratio", 0.5, "--output", out) == 2
+        run_vbprune(
+            "prune", "--model", "timm-deit", "--stats", "x", "--ratio", 0.5, "--output", out
+        )
+        == 2
     )
     assert "expected timm:NAME" in capsys.readouterr().err
     assert not out.exists()
@@ -162,9 +162,9 @@ def test_non_empty_output_is_refused_unless_overwrite(image_folder, timm_model_d
         "--output",
         out,
     ]
-    assert run(*args) == 2
+    assert run_vbprune(*args) == 2
     assert (out / "keep.txt").read_text() == "mine"
-    assert run(*args, "--overwrite") == 0
+    assert run_vbprune(*args, "--overwrite") == 0
     assert not (out / "keep.txt").exists() and (out / "report.json").exists()
 
 
@@ -176,7 +176,7 @@ def test_prune_a_transformers_model_folder(image_folder, tmp_path):
     model.save_pretrained(tmp_path / "hf-model")
     out = tmp_path / "pruned"
     with pytest.warns(UserWarning, match="no image processor"):
-        code = run(
+        code = run_vbprune(
             "prune",
             "--model",
             tmp_path / "hf-model",

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .architectures import find_mlp_sites, is_timm_model
+from .models import is_local_path
 from .outputs import atomic_directory
 from .surgery import shrink_mlp
 
@@ -63,7 +64,7 @@ def save_pretrained(
 
     # A model loaded from a checkpoint keeps what it was saved with (ratio, report, ...);
     # new metadata wins, widths and version are always the current ones.
-    previous = dict(_loaded_section(model))
+    previous = dict(loaded_metadata(model))
     for key in ("hidden_sizes", "library_version"):
         previous.pop(key, None)
     section = pruning_metadata(model, **{**previous, **dict(metadata or {})})
@@ -76,7 +77,8 @@ def save_pretrained(
     return Path(directory)
 
 
-def _loaded_section(model: nn.Module) -> Mapping[str, Any]:
+def loaded_metadata(model: nn.Module) -> Mapping[str, Any]:
+    """The ``vbprune`` section a model was loaded with by :func:`from_pretrained` ({} if none)."""
     section = getattr(model, "vbprune_metadata", None)  # timm, set by from_pretrained
     if section is None:
         section = getattr(getattr(model, "config", None), SECTION, None)  # transformers
@@ -118,7 +120,7 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
     device, no memory) from the recorded name, args and widths and compare every shape."""
     import timm
 
-    name = model.pretrained_cfg.get("architecture") or model.default_cfg.get("architecture")
+    name = model.pretrained_cfg["architecture"]
     try:
         with torch.device("meta"):
             rebuilt = timm.create_model(name, pretrained=False, **args)
@@ -132,14 +134,20 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
     def shapes(state):  # fc2 biases may have been created by the fold: not compared
         return {k: tuple(v.shape) for k, v in state.items() if not k.endswith("fc2.bias")}
 
-    expected, actual = shapes(rebuilt.state_dict()), shapes(model.state_dict())
-    if expected != actual:
-        keys = expected.keys() | actual.keys()
-        differing = sorted(k for k in keys if expected.get(k) != actual.get(k))[:3]
+    differing = shape_differences(shapes(rebuilt.state_dict()), shapes(model.state_dict()))
+    if differing:
         raise ValueError(
             f"cannot save {name}: model_args={dict(args)} rebuild a different architecture "
             f"(e.g. {differing}); pass the model_args it was created with"
         )
+
+
+def shape_differences(
+    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]], most: int = 3
+) -> list[str]:
+    """Up to ``most`` tensor names whose shapes differ or that only one side has."""
+    keys = expected.keys() | found.keys()
+    return sorted(k for k in keys if expected.get(k) != found.get(k))[:most]
 
 
 def _save_hf(model, directory: Path, section: dict) -> None:
@@ -185,7 +193,7 @@ def _read_config(path_or_id: str, revision: str | None) -> tuple[Path, dict[str,
     local = Path(path_or_id).expanduser()
     if local.is_dir():
         folder = local
-    elif path_or_id.startswith(("/", ".", "~")) or path_or_id.count("/") > 1:
+    elif is_local_path(path_or_id):
         raise FileNotFoundError(f"model folder not found: {path_or_id}")
     else:
         from huggingface_hub import snapshot_download
@@ -252,7 +260,7 @@ def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) ->
 
 def _load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module:
     import timm
-    from safetensors import safe_open
+    from safetensors.torch import load_file
 
     section = config.get(SECTION)
     model_args = (section or {}).get("model_args", config.get("model_args", {}))
@@ -260,20 +268,15 @@ def _load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module
         model = timm.create_model(config["architecture"], pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise ValueError(f"{folder}: unknown timm architecture: {error}") from error
-    with safe_open(str(weights), framework="pt") as f:
-        shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
-        dtypes = {f.get_slice(key).get_dtype() for key in f.keys()}  # noqa: SIM118
+    state = load_file(str(weights))
     # A checkpoint saved in bf16/fp16 loads in that precision, not upcast to float32.
-    floating = {"BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
-    saved = [floating[d] for d in dtypes if d in floating]
-    if len(saved) == 1 and "F32" not in dtypes:
-        model = model.to(saved[0])
+    floating = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(floating) == 1:
+        model = model.to(floating.pop())
     if section is not None:
         _check_section(section, str(folder))
+        shapes = {key: tuple(t.shape) for key, t in state.items()}
         apply_widths(model, section["hidden_sizes"], shapes, str(folder))
-    from safetensors.torch import load_file
-
-    state = load_file(str(weights))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

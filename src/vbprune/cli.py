@@ -159,10 +159,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
         "evaluation_s": round(seconds, 3),
     }
     if accelerator.is_main_process:
+        table = _markdown_table(report)
         with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
-            (tmp / "report.md").write_text(_markdown_table(report))
-        print(_markdown_table(report))
+            (tmp / "report.md").write_text(table)
+        print(table)
     accelerator.wait_for_everyone()
     return 0
 

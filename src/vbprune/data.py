@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .models import is_local_path, timm_built_size
+
 if TYPE_CHECKING:
     from accelerate import Accelerator
     from datasets import Dataset, IterableDataset
@@ -24,16 +26,6 @@ if TYPE_CHECKING:
 IMAGENET_HUB_ID = "ILSVRC/imagenet-1k"
 _FOLDER_OF_SPLIT = {"train": "train", "val": "val", "validation": "val"}
 _SPLIT_OF_FOLDER = {"train": "train", "val": "validation"}  # names `imagefolder` gives
-
-
-def _is_local(source: str) -> bool:
-    # Hub ids are "name" or "owner/name"; anything else that looks like a path is local.
-    return (
-        os.path.exists(source)
-        or source.startswith(("/", ".", "~"))
-        or source.count("/") > 1
-        or (os.sep != "/" and os.sep in source)
-    )
 
 
 def load_image_dataset(
@@ -75,7 +67,7 @@ def load_image_dataset(
         raise ValueError(f"num_samples must be a positive integer or None, got {num_samples}")
     if isinstance(source, (str, os.PathLike)):
         source = str(source)
-        if _is_local(source):
+        if is_local_path(source):
             dataset = _load_folder(Path(source).expanduser(), split, streaming)
         else:
             try:
@@ -166,10 +158,8 @@ def image_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
         import timm.data
 
         config = timm.data.resolve_model_data_config(model)
-        # A model built with another img_size keeps its name's pretrained_cfg: trust the
-        # size the patch embedding was built for.
-        built_for = getattr(getattr(model, "patch_embed", None), "img_size", None)
-        if built_for is not None and tuple(config["input_size"][1:]) != tuple(built_for):
+        built_for = timm_built_size(model)
+        if built_for is not None and tuple(config["input_size"][1:]) != built_for:
             config["input_size"] = (config["input_size"][0], *built_for)
         return timm.data.create_transform(**config, is_training=False)
     processor = _hf_image_processor(model)

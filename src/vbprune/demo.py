@@ -27,6 +27,7 @@ from .digits import (
     load_digits_tensors,
     train_classifier,
 )
+from .models import input_size
 from .outputs import atomic_directory
 from .pruning import prune_model
 
@@ -68,30 +69,27 @@ def demo_command(args: argparse.Namespace) -> int:
         calibration = train_x[: args.num_samples] if args.num_samples else train_x
         stats = VarianceCalibrator(original).run(calibration.split(256))
         stats.save(out / "stats.safetensors")
-        size = (1, 8, 8)
-        rows = {"original": (original, None)}
+        size = input_size(original)
+        models = {"original": original}
         for name, criterion, fold in (("variance (VBP)", "variance", True),
                                       ("variance, no mean fold", "variance", False),
                                       ("random selection", "random", True)):  # fmt: skip
-            model = copy.deepcopy(original)
-            prune_model(model, stats, args.ratio, compensate=fold, criterion=criterion)
-            rows[name] = (model, None)
-        student = rows["variance (VBP)"][0]
-        right_after = accuracy(student, test_x, test_y)
-        scratch = tempfile.TemporaryDirectory()  # the Trainer's output_dir: nothing kept
-        trainer = DistillationTrainer(
-            model=student, teacher_model=copy.deepcopy(original),
-            train_dataset=TensorImageDataset(train_x, train_y),
-            args=DistillationTrainingArguments(
-                scratch.name, num_train_epochs=args.epochs, learning_rate=1e-3,
-                per_device_train_batch_size=64, use_cpu=True, report_to=[],
-                save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0,
-            ),
-        )  # fmt: skip
-        trainer.train()
-        scratch.cleanup()
-        accuracies = {name: accuracy(m, test_x, test_y) for name, (m, _) in rows.items()}
-        accuracies["variance (VBP)"] = right_after
+            models[name] = copy.deepcopy(original)
+            prune_model(models[name], stats, args.ratio, compensate=fold, criterion=criterion)
+        # right after pruning, before the VBP model is distilled in place below
+        accuracies = {name: accuracy(m, test_x, test_y) for name, m in models.items()}
+        student = models["variance (VBP)"]
+        right_after = accuracies["variance (VBP)"]
+        with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output_dir: nothing kept
+            DistillationTrainer(
+                model=student, teacher_model=original,
+                train_dataset=TensorImageDataset(train_x, train_y),
+                args=DistillationTrainingArguments(
+                    scratch, num_train_epochs=args.epochs, learning_rate=1e-3,
+                    per_device_train_batch_size=64, use_cpu=True, report_to=[],
+                    save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0,
+                ),
+            ).train()  # fmt: skip
         accuracies["VBP + distillation"] = accuracy(student, test_x, test_y)
         report = {
             "ratio": args.ratio,

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import from_pretrained, save_pretrained
+from .checkpoint import from_pretrained, loaded_metadata, save_pretrained, shape_differences
 from .data import ImageCollator, image_transform, load_image_dataset
 from .distillation import DistillationTrainer, DistillationTrainingArguments
 from .models import load_model
@@ -66,9 +66,8 @@ def _check_resume(checkpoint: Path, student: torch.nn.Module) -> None:
     expected = {k: tuple(v.shape) for k, v in student.state_dict().items()}
     with safe_open(str(weights), framework="pt") as f:
         found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    if found != expected:
-        differing = sorted(k for k in found.keys() | expected.keys()
-                           if found.get(k) != expected.get(k))[:3]  # fmt: skip
+    differing = shape_differences(expected, found)
+    if differing:
         raise ValueError(
             f"resume checkpoint {checkpoint} is of another model (e.g. {differing} differ)"
         )
@@ -90,7 +89,7 @@ def distill_command(args: argparse.Namespace) -> int:
         check_output_directory(output, args.overwrite)
     folder = _student_folder(args.model)
     student = from_pretrained(folder)
-    section = dict(json.loads((folder / "config.json").read_text()).get("vbprune", {}))
+    section = dict(loaded_metadata(student))
     teacher_spec = args.teacher or section.get("base_model")
     if not teacher_spec:
         raise ValueError(f"{folder} records no base model: give --teacher")

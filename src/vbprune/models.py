@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from torch import nn
@@ -67,12 +68,32 @@ def _load_hf(name: str, pretrained: bool) -> nn.Module:
     return model.eval()
 
 
+def is_local_path(spec: str) -> bool:
+    """True when ``spec`` names a local path rather than a Hub id (``name`` or ``owner/name``)."""
+    return (
+        os.path.exists(spec)
+        or spec.startswith(("/", ".", "~"))
+        or spec.count("/") > 1
+        or (os.sep != "/" and os.sep in spec)
+    )
+
+
+def timm_built_size(model: nn.Module) -> tuple[int, int] | None:
+    """``(H, W)`` a timm model's patch embedding was built for, if it has one.
+
+    A model created with another ``img_size`` keeps its name's pretrained_cfg, whose
+    ``input_size`` is then wrong: this size is the one to trust.
+    """
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    return tuple(size) if size is not None else None
+
+
 def input_size(model: nn.Module) -> tuple[int, int, int]:
     """``(C, H, W)`` of one input image of ``model`` (for MACs and latency)."""
     if is_timm_model(model):
-        built_for = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        built_for = timm_built_size(model)
         if built_for is not None:
-            return (3, *built_for)
+            return (model.patch_embed.proj.in_channels, *built_for)
         import timm.data
 
         return tuple(timm.data.resolve_model_data_config(model)["input_size"])

@@ -126,6 +126,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     from .calibration import VarianceCalibrator
     from .demo import trained_digits_vit
     from .digits import accuracy, load_digits_tensors
+    from .models import input_size
     from .outputs import atomic_directory
     from .selection import validate_options
 
@@ -134,8 +135,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     train_x, train_y, test_x, test_y = load_digits_tensors()
     model = trained_digits_vit(train_x, train_y)
     stats = VarianceCalibrator(model).run(train_x.split(256))  # once, for every ratio
-    rows = sweep(model, stats, args.ratios, lambda m: accuracy(m, test_x, test_y), (1, 8, 8),
-                 criteria=args.criteria)  # fmt: skip
+    score = lambda m: accuracy(m, test_x, test_y)  # noqa: E731
+    rows = sweep(model, stats, args.ratios, score, input_size(model), criteria=args.criteria)
     with atomic_directory(args.output, overwrite=args.overwrite) as out:
         plot(rows, out / "sweep.png")
         (out / "sweep.md").write_text(table(rows))
