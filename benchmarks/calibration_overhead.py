@@ -9,12 +9,11 @@ recording the statistics costs (goal: <= 1.10x on CPU for DeiT-S at batch 8).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import time
 
 import timm
 import torch
+from common import describe, interleaved_times, median_ratio
 
 import vbprune
 
@@ -29,10 +28,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
-    print(f"device: {device} ({name}), {args.dtype}, threads {torch.get_num_threads()}")
-
+    print(describe(device, args.dtype))
     model = timm.create_model(args.model, pretrained=False).eval().to(device, dtype)
     batches = [
         torch.randn(args.batch_size, 3, 224, 224, device=device, dtype=dtype)
@@ -45,24 +41,14 @@ def main() -> None:
             for batch in batches:
                 model(batch)
 
-    def calibrate() -> None:
-        calibrator.run(batches)
-
-    plain(), calibrate()  # warm-up
-    times: dict[str, list[float]] = {"plain": [], "calibrate": []}
-    for _ in range(args.repeats):
-        for label, run in (("plain", plain), ("calibrate", calibrate)):
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times[label].append(time.perf_counter() - start)
-    t_plain, t_cal = (statistics.median(times[k]) for k in ("plain", "calibrate"))
+    runs = {"plain": plain, "calibrate": lambda: calibrator.run(batches)}
+    times = interleaved_times(runs, args.repeats, cuda=device.type == "cuda", warmup=1)
+    t_plain, t_cal = (statistics.median(times[k]) for k in runs)
     images = args.batches * args.batch_size
     print(
         f"{args.model} batch {args.batch_size}: plain {images / t_plain:.1f} img/s, "
-        f"calibration {images / t_cal:.1f} img/s, overhead {t_cal / t_plain:.3f}x "
-        f"(median of {args.repeats})"
+        f"calibration {images / t_cal:.1f} img/s, overhead "
+        f"{median_ratio(times['calibrate'], times['plain']):.3f}x (median of {args.repeats})"
     )
 
 

@@ -1,0 +1,88 @@
+"""Latency of dense vs VBP-pruned models, measured side by side, against the MAC bound.
+
+    python benchmarks/latency.py                      # DeiT-T/S/B at 0.45/0.50/0.55, CPU
+    python benchmarks/latency.py --device cuda --dtype bfloat16 --batch-sizes 256 64 8 1
+
+For each model and batch size the dense model and the pruned ones run in turns (so drift
+on a shared machine hits all alike); the speedup is the median of the per-round ratios.
+The MAC bound is dense MACs / pruned MACs: what the speedup would be if time followed
+MACs exactly. The goal is a speedup of at least 0.93 of that bound. ``--round-to 8``
+adds a pruned model whose every MLP width is a multiple of 8 (same total, within a few
+neurons), which matrix kernels like.
+
+Weights are random (pretrained=False) and the statistics synthetic: neither changes the
+latency of the pruned shapes, only which neurons go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+from functools import partial
+
+import timm
+import torch
+from common import describe, interleaved_times, median_ratio, synthetic_stats
+
+import vbprune
+
+PAPER = ["deit_tiny_patch16_224:0.45", "deit_small_patch16_224:0.5", "deit_base_patch16_224:0.55"]
+GOAL = 0.93
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=PAPER, help="timm NAME:RATIO entries")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 1])
+    parser.add_argument("--round-to", type=int, nargs="+", default=[1], help="widths to try")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    print(describe(device, args.dtype))
+    print(
+        "| model | ratio | widths | batch | dense ms | pruned ms | speedup | MAC bound "
+        "| of bound |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    fractions = []
+    for entry in args.models:
+        name, ratio = entry.rsplit(":", 1)
+        dense = timm.create_model(name, pretrained=False).eval()
+        stats = synthetic_stats(dense)
+        pruned = {}
+        for round_to in args.round_to:
+            model = copy.deepcopy(dense)
+            vbprune.apply_plan(model, vbprune.plan_pruning(stats, float(ratio), round_to=round_to))
+            pruned[round_to] = model
+        # counted on the CPU in float32, before moving: MACs depend on neither
+        dense_macs = vbprune.count_macs(dense)
+        bounds = {r: dense_macs / vbprune.count_macs(m) for r, m in pruned.items()}
+        pruned = {r: m.to(device, dtype) for r, m in pruned.items()}
+        dense = dense.to(device, dtype)
+        for batch_size in args.batch_sizes:
+            x = torch.randn(batch_size, 3, 224, 224, device=device, dtype=dtype)
+            runs = {"dense": partial(dense, x)}
+            runs.update({r: partial(m, x) for r, m in pruned.items()})
+            with torch.inference_mode():
+                times = interleaved_times(runs, args.repeats, cuda=device.type == "cuda")
+            for round_to in pruned:
+                speedup = median_ratio(times["dense"], times[round_to])
+                fraction = speedup / bounds[round_to]
+                fractions.append(fraction)
+                widths = "as ranked" if round_to == 1 else f"x{round_to}"
+                print(
+                    f"| {name} | {ratio} | {widths} | {batch_size} "
+                    f"| {statistics.median(times['dense']) * 1e3:.2f} "
+                    f"| {statistics.median(times[round_to]) * 1e3:.2f} | {speedup:.2f}x "
+                    f"| {bounds[round_to]:.2f}x | {fraction:.2f} |",
+                    flush=True,
+                )
+    met = sum(f >= GOAL for f in fractions)
+    print(f"\n{met} of {len(fractions)} speedups reach {GOAL} of their MAC bound "
+          f"(median {statistics.median(fractions):.2f}, repeats {args.repeats}).")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

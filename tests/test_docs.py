@@ -1,0 +1,152 @@
+"""The docs stay true: the API reference matches the code, every documented command
+parses, and the quickstart's Python runs (on tiny stand-ins for the Hub model and data)."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+import vbprune
+from vbprune.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SCRIPTS = {"prune.py": "prune", "distill.py": "distill", "calibrate.py": "calibrate",
+           "evaluate_model.py": "evaluate"}  # fmt: skip
+
+
+def test_api_reference_is_current():
+    make = runpy.run_path(str(ROOT / "scripts" / "make_api_docs.py"))
+    current = (ROOT / "docs" / "api.md").read_text()
+    assert make["render"]() == current, "docs/api.md is stale: python scripts/make_api_docs.py"
+    for name in vbprune.__all__:  # every public name of the package is documented
+        if name not in ("__version__", "SUPPORTED_FAMILIES"):
+            assert f"`vbprune.{name}`" in current, name
+
+
+def test_docstring_sections_become_markdown_lists():
+    make = runpy.run_path(str(ROOT / "scripts" / "make_api_docs.py"))
+    doc = "Do it.\n\nArgs:\n    x: The ``input``\n        on two lines.\n    y: See :class:`~a.B`."
+    assert make["docstring_markdown"](doc) == (
+        "Do it.\n\n**Args**\n\n- `x`: The `input` on two lines.\n- `y`: See `B`."
+    )
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """(where, argv) of every vbprune command in the README and docs' bash blocks."""
+    found = []
+    for path in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                tokens = shlex.split(line, comments=True)
+                # one shell line may hold several commands
+                command: list[str] = []
+                for token in [*tokens, "&&"]:
+                    if token in ("&&", ";", "|", "||"):
+                        argv = _vbprune_argv(command)
+                        if argv is not None:
+                            found.append((f"{path.name}: {' '.join(command)}", argv))
+                        command = []
+                    else:
+                        command.append(token)
+    return found
+
+
+def _vbprune_argv(command: list[str]) -> list[str] | None:
+    for i, token in enumerate(command):
+        if token == "vbprune" and i == 0:
+            return command[1:]
+        if token.startswith("scripts/") and Path(token).name in SCRIPTS:
+            return [SCRIPTS[Path(token).name], *command[i + 1 :]]
+    return None
+
+
+def test_every_documented_command_parses():
+    commands = documented_commands()
+    subcommands = {argv[0] for _, argv in commands}
+    # the recipes cover the whole pipeline
+    assert {"calibrate", "prune", "distill", "evaluate", "push", "demo", "sweep"} <= subcommands
+    parser = build_parser()
+    for where, argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"documented command does not parse: {where}")
+
+
+def quickstart_block(name: str) -> str:
+    text = (ROOT / "docs" / "quickstart.md").read_text()
+    match = re.search(rf"<!-- docs-test: {name} -->\n```python\n(.*?)```", text, flags=re.S)
+    assert match, f"quickstart block {name} not found"
+    return match.group(1)
+
+
+def run_block(code: str, replacements: dict[str, str]) -> dict:
+    for old, new in replacements.items():
+        assert old in code, f"quickstart no longer contains {old!r}"
+        code = code.replace(old, new)
+    namespace: dict = {}
+    exec(compile(code, "quickstart.md", "exec"), namespace)
+    return namespace
+
+
+def test_timm_quickstart_runs(image_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ns = run_block(
+        quickstart_block("timm"),
+        {
+            # no pretrained weights or ImageNet here: a small DeiT, the generated folder
+            '"deit_small_patch16_224.fb_in1k", pretrained=True': '"deit_tiny_patch16_224", '
+            "pretrained=False",
+            '"ILSVRC/imagenet-1k", "validation"': f'"{image_folder}", "val"',
+            '"ILSVRC/imagenet-1k"': f'"{image_folder}"',
+            "num_train_epochs=1,": "num_train_epochs=1, use_cpu=True, save_strategy='no',",
+        },
+    )
+    widths = ns["result"].hidden_sizes
+    assert sum(widths.values()) == 12 * 768 - int(0.5 * 12 * 768)  # DeiT-T: 12 MLPs of 768
+    # the reloaded, distilled model has the pruned widths and was trained (moved)
+    model = ns["model"]
+    assert {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)} == widths
+    saved = vbprune.from_pretrained(tmp_path / "deit_s_vbp50")
+    assert not torch.equal(saved.blocks[0].mlp.fc1.weight, model.blocks[0].mlp.fc1.weight)
+    assert (tmp_path / "deit_s_stats.safetensors").is_file()
+
+
+def test_hf_quickstart_runs(image_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ns = run_block(
+        quickstart_block("hf"),
+        {
+            'AutoModelForImageClassification.from_pretrained("facebook/deit-small-patch16-224")': (
+                "__import__('transformers').DeiTForImageClassification(__import__('transformers')"
+                ".DeiTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, "
+                "intermediate_size=64, image_size=32, patch_size=8, num_labels=3))"
+            ),
+            '"ILSVRC/imagenet-1k"': f'"{image_folder}"',
+        },
+    )
+    model, pruned = ns["model"].eval(), ns["pruned"].eval()
+    assert type(pruned).__name__.startswith("VBPrune")  # the saved pruned subclass
+    widths = [s.hidden_size for s in vbprune.find_mlp_sites(pruned)]
+    assert widths == [s.hidden_size for s in vbprune.find_mlp_sites(model)]
+    assert sum(widths) == 128 - 64
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, pruned(x).logits)
+
+
+def test_no_script_shadows_an_installed_module():
+    # `python scripts/X.py` puts scripts/ first on sys.path: a scripts/evaluate.py would
+    # be imported in place of the `evaluate` library by vbprune itself.
+    import importlib.util
+
+    for folder in ("scripts", "benchmarks"):
+        for path in (ROOT / folder).glob("*.py"):
+            spec = importlib.util.find_spec(path.stem)
+            assert spec is None, f"{folder}/{path.name} shadows the module at {spec.origin}"
