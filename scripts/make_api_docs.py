@@ -69,7 +69,9 @@ SECTIONS = [
         "Checkpoints and model cards",
         "Lower-level pieces of `save_pretrained` / `from_pretrained` / `push_to_hub`.",
         [
-            ("vbprune.checkpoint", ["apply_widths", "loaded_metadata", "pruning_metadata"]),
+            ("vbprune.checkpoint", [
+                "build_architecture", "apply_widths", "loaded_metadata", "pruning_metadata",
+            ]),
             ("vbprune.model_card", ["render_model_card"]),
             ("vbprune.hub", ["write_model_card"]),
         ],

@@ -149,6 +149,23 @@ def test_cli_output_loads_back_by_folder(prune_output):
         assert vbprune.count_params(model) == report["params"]["after"]
 
 
+def test_architecture_only_is_built_at_the_recorded_widths(prune_output, images, tmp_path):
+    from vbprune.models import load_model
+
+    saved = {"timm": prune_output / "model"}
+    saved["hf"] = vbprune.save_pretrained(pruned("hf-vit", images), tmp_path / "hf")
+    for kind, folder in saved.items():
+        trained = vbprune.from_pretrained(folder)
+        bare = load_model(str(folder), pretrained=False)
+        widths = {s.name: s.hidden_size for s in vbprune.find_mlp_sites(trained)}
+        assert {s.name: s.hidden_size for s in vbprune.find_mlp_sites(bare)} == widths, kind
+        assert vbprune.count_params(bare) == vbprune.count_params(trained), kind
+        assert any(  # random weights: nothing was read
+            not torch.equal(a, b)
+            for a, b in zip(trained.state_dict().values(), bare.state_dict().values())
+        ), kind
+
+
 def test_loaded_models_save_again_with_their_metadata(images, tmp_path):
     for family in ("timm-swin", "hf-vit"):
         model = pruned(family, images)

@@ -216,6 +216,19 @@ def _check_section(section: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: the vbprune section has no hidden_sizes")
 
 
+def _check_hf_config(config: Mapping[str, Any], where: str) -> None:
+    from .hf_remote.layouts import MLP_LAYOUTS, base_model_type
+
+    family = base_model_type(config.get("model_type"))
+    if family not in MLP_LAYOUTS:
+        raise ValueError(
+            f"{where}: unknown model family {config.get('model_type')!r}; "
+            f"vbprune knows {sorted(MLP_LAYOUTS)}"
+        )
+    if SECTION in config:
+        _check_section(config[SECTION], where)
+
+
 def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:
     """Load a pruned (or plain) model saved by :func:`save_pretrained`, in eval mode.
 
@@ -236,16 +249,7 @@ def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) ->
         return _load_timm(folder, config, weights)
     from transformers import AutoModelForImageClassification
 
-    from .hf_remote.layouts import MLP_LAYOUTS, base_model_type
-
-    family = base_model_type(config.get("model_type"))
-    if family not in MLP_LAYOUTS:
-        raise ValueError(
-            f"{path_or_repo_id}: unknown model family {config.get('model_type')!r}; "
-            f"vbprune knows {sorted(MLP_LAYOUTS)}"
-        )
-    if SECTION in config:
-        _check_section(config[SECTION], str(path_or_repo_id))
+    _check_hf_config(config, str(path_or_repo_id))
     try:
         model, info = AutoModelForImageClassification.from_pretrained(
             str(folder), output_loading_info=True
@@ -258,32 +262,64 @@ def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) ->
     return model.eval()
 
 
-def _load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module:
+def build_architecture(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:
+    """The architecture of a model saved by :func:`save_pretrained`, with random weights.
+
+    A pruned model is built with its recorded MLP widths, so its shapes, parameter count
+    and MACs are those of the saved model; no weights are read (for sizing and latency).
+
+    Raises:
+        FileNotFoundError: no ``config.json``.
+        ValueError: a config of a family vbprune does not know, or widths it cannot have.
+    """
+    folder, config = _read_config(str(path_or_repo_id), revision)
+    if "architecture" in config:  # timm's format
+        model, section = _build_timm(folder, config)
+        if section is not None:
+            apply_widths(model, section["hidden_sizes"], where=str(folder))
+        return model.eval()
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    _check_hf_config(config, str(path_or_repo_id))
+    # a vbprune_* config carries every MLP width: the pruned class is built at those sizes
+    hf_config = AutoConfig.from_pretrained(str(folder))
+    return AutoModelForImageClassification.from_config(hf_config).eval()
+
+
+def _build_timm(folder: Path, config: dict[str, Any]) -> tuple[nn.Module, dict | None]:
+    """The base timm architecture of a saved model, not yet resized nor loaded."""
     import timm
-    from safetensors.torch import load_file
 
     section = config.get(SECTION)
+    if section is not None:
+        _check_section(section, str(folder))
     model_args = (section or {}).get("model_args", config.get("model_args", {}))
     try:
         model = timm.create_model(config["architecture"], pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise ValueError(f"{folder}: unknown timm architecture: {error}") from error
+    model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
+    model.vbprune_model_args = model_args
+    model.vbprune_metadata = dict(section or {})
+    return model, section
+
+
+def _load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module:
+    from safetensors.torch import load_file
+
+    model, section = _build_timm(folder, config)
     state = load_file(str(weights))
     # A checkpoint saved in bf16/fp16 loads in that precision, not upcast to float32.
     floating = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(floating) == 1:
         model = model.to(floating.pop())
     if section is not None:
-        _check_section(section, str(folder))
         shapes = {key: tuple(t.shape) for key, t in state.items()}
         apply_widths(model, section["hidden_sizes"], shapes, str(folder))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f"{folder}: weights do not match the recorded widths: {error}") from error
-    model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
-    model.vbprune_model_args = model_args
-    model.vbprune_metadata = dict(section or {})
     return model.eval()
 
 

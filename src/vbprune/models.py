@@ -43,10 +43,10 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
             raise FileNotFoundError(f"{path} has no config.json: not a saved model")
         config = json.loads(config_path.read_text())
         pruned = "vbprune" in config or str(config.get("model_type", "")).startswith("vbprune_")
-        if pruned and pretrained:
-            from .checkpoint import from_pretrained
+        if pruned:  # built at its recorded widths, with or without its weights
+            from .checkpoint import build_architecture, from_pretrained
 
-            return from_pretrained(path)
+            return from_pretrained(path) if pretrained else build_architecture(path)
         if "architecture" in config:  # timm's own format
             import timm
 
