@@ -47,7 +47,8 @@ SECTIONS = [
         "Datasets (Hub, streaming, ImageNet-style folders), preprocessing, model specs.",
         [
             ("vbprune.data", [
-                "load_image_dataset", "image_transform", "ImageCollator", "make_loader",
+                "load_image_dataset", "image_transform", "with_image_transform", "ImageCollator",
+                "make_loader",
                 "shard_for_process",
             ]),
             ("vbprune.models", ["load_model", "input_size", "logits_of"]),

@@ -116,3 +116,29 @@ def test_mistyped_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="dataset folder not found"):
         load_image_dataset("data/imagenet/train_set")
+
+
+@pytest.mark.parametrize("family", ["timm-vit", "hf-vit"])
+def test_training_transform_augments_and_evaluation_transform_does_not(family, image_folder):
+    from vbprune.data import (
+        ImageCollator,
+        image_transform,
+        load_image_dataset,
+        with_image_transform,
+    )
+
+    model = FAMILIES[family]()
+    train = load_image_dataset(str(image_folder), "train", num_samples=4)
+    image = train[0]["image"].convert("RGB")
+    evaluation, training = image_transform(model), image_transform(model, training=True)
+    assert torch.equal(evaluation(image), evaluation(image))
+    torch.manual_seed(0)
+    crops = [training(image) for _ in range(4)]
+    assert all(c.shape == evaluation(image).shape for c in crops)  # the model's input size
+    assert any(not torch.equal(crops[0], c) for c in crops[1:])  # random crops
+    # the dataset yields new crops on every read; the collator stacks them with labels
+    augmented = with_image_transform(train, training)
+    batch = ImageCollator(evaluation)([augmented[i] for i in range(4)])
+    assert batch["pixel_values"].shape == (4, *crops[0].shape)
+    assert batch["labels"].tolist() == [train[i]["label"] for i in range(4)]
+    assert not torch.equal(augmented[0]["pixel_values"], augmented[0]["pixel_values"])

@@ -27,6 +27,7 @@ def test_distill_keeps_best_and_last_reports_and_resumes(prune_output, image_fol
     assert history["eval_samples_per_epoch"] == [9, 9]
     assert report["accuracy"]["top1_after_distillation"] == max(history["eval_top1_per_epoch"])
     assert history["teacher"]  # the base model recorded at pruning time
+    assert history["augment"] is True  # training images augmented by default
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-3", "checkpoint-6"]  # best and last (limit 2)
     model = vbprune.from_pretrained(out / "model")

@@ -145,24 +145,39 @@ def _check_columns(dataset, image_column: str, label_column: str | None, what: s
         )
 
 
-def image_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
-    """The evaluation preprocessing a model expects: PIL image -> ``(C, H, W)`` tensor.
+def image_transform(model: nn.Module, training: bool = False) -> Callable[[Any], torch.Tensor]:
+    """The preprocessing a model expects: PIL image -> ``(C, H, W)`` tensor.
 
     timm models use their data config (``resolve_model_data_config``); transformers
     models their image processor (from ``config._name_or_path``), else resize to
     ``config.image_size`` with the processor defaults of the family.
+
+    Args:
+        model: A timm or transformers image classifier.
+        training: ``False``: the deterministic evaluation transform. ``True``: timm's
+            training augmentation (random-resized crop, horizontal flip, colour jitter
+            0.4) at the model's input size, mean and std; for fine-tuning.
     """
+    import timm.data
+
     from .architectures import is_timm_model
 
     if is_timm_model(model):
-        import timm.data
-
         config = timm.data.resolve_model_data_config(model)
         built_for = timm_built_size(model)
         if built_for is not None and tuple(config["input_size"][1:]) != built_for:
             config["input_size"] = (config["input_size"][0], *built_for)
-        return timm.data.create_transform(**config, is_training=False)
+        return timm.data.create_transform(**config, is_training=training)
     processor = _hf_image_processor(model)
+    if training:
+        size = processor.crop_size if getattr(processor, "do_center_crop", False) else None
+        size = size or processor.size
+        height = getattr(size, "height", None) or getattr(size, "shortest_edge", None)
+        width = getattr(size, "width", None) or height
+        return timm.data.create_transform(
+            (3, height, width), is_training=True, interpolation="bicubic",
+            mean=tuple(processor.image_mean), std=tuple(processor.image_std),
+        )  # fmt: skip
 
     def transform(image: Any) -> torch.Tensor:
         return processor(images=image, return_tensors="pt")["pixel_values"][0]
@@ -205,8 +220,30 @@ def _hf_image_processor(model: nn.Module):
     return processor_class(size={"height": size, "width": size}, **options)
 
 
+def with_image_transform(
+    dataset: Dataset, transform: Callable[[Any], torch.Tensor], image_column: str = "image"
+) -> Dataset:
+    """``dataset`` whose images become ``pixel_values`` through ``transform`` when read.
+
+    Applied afresh on every access, so a random (training) transform gives new crops
+    every epoch; :class:`ImageCollator` then only stacks. The dataset is not copied.
+    """
+
+    def apply(batch: dict[str, list]) -> dict[str, list]:
+        batch = dict(batch)
+        images = batch.pop(image_column)
+        batch["pixel_values"] = [transform(image.convert("RGB")) for image in images]
+        return batch
+
+    return dataset.with_transform(apply)
+
+
 class ImageCollator:
-    """Turn raw examples into ``{"pixel_values": (B, C, H, W), "labels": (B,)}``."""
+    """Turn raw examples into ``{"pixel_values": (B, C, H, W), "labels": (B,)}``.
+
+    Examples that already hold ``pixel_values`` (see :func:`with_image_transform`) are
+    stacked as they are.
+    """
 
     def __init__(
         self,
@@ -219,7 +256,12 @@ class ImageCollator:
         self.label_column = label_column
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        images = [self.transform(ex[self.image_column].convert("RGB")) for ex in examples]
+        images = [
+            ex["pixel_values"]
+            if "pixel_values" in ex
+            else self.transform(ex[self.image_column].convert("RGB"))
+            for ex in examples
+        ]
         batch = {"pixel_values": torch.stack(images)}
         if self.label_column is not None:
             batch["labels"] = torch.tensor([int(ex[self.label_column]) for ex in examples])

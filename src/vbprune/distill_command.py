@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .checkpoint import from_pretrained, loaded_metadata, save_pretrained, shape_differences
-from .data import ImageCollator, image_transform, load_image_dataset
+from .data import ImageCollator, image_transform, load_image_dataset, with_image_transform
 from .distillation import DistillationTrainer, DistillationTrainingArguments
 from .models import load_model
 from .outputs import check_output_directory
@@ -43,6 +43,13 @@ def add_distill_parser(commands) -> None:
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--num-workers", type=int, default=4)
     p.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random-resized crop, flip and colour jitter on training images (timm's "
+        "training transform); --no-augment: the evaluation transform",
+    )
     p.add_argument("--resume", help="checkpoint folder to resume from, or 'last'")
     p.add_argument("--output", required=True, help="folder for checkpoints and the model")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
@@ -116,6 +123,10 @@ def distill_command(args: argparse.Namespace) -> int:
         dataloader_num_workers=args.num_workers, bf16=args.bf16, seed=args.seed,
         report_to=[], logging_strategy="epoch", use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
+    if args.augment:  # evaluation keeps the deterministic transform of the collator
+        train = with_image_transform(
+            train, image_transform(student, training=True), args.image_column
+        )
     trainer = DistillationTrainer(
         model=student, teacher_model=teacher, args=training_args, train_dataset=train,
         eval_dataset=val, data_collator=ImageCollator(
@@ -166,6 +177,7 @@ def _report(section, args, before, after, history) -> dict[str, Any]:
         "teacher": args.teacher or section.get("base_model"), "epochs": args.epochs,
         "learning_rate": args.learning_rate, "weight_decay": args.weight_decay,
         "batch_size": args.batch_size, "alpha": args.alpha, "temperature": args.temperature,
+        "augment": args.augment,
         "eval_top1_per_epoch": [h["eval_top1"] for h in history if "eval_top1" in h],
         "eval_samples_per_epoch": [h["eval_samples"] for h in history if "eval_samples" in h],
     }  # fmt: skip
