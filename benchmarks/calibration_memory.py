@@ -5,13 +5,17 @@
 
 Every (samples, mode) pair runs in a fresh Python process, so each peak is its own: the
 process builds the model, then either runs a plain inference forward over the images or
-calibrates on them through a DataLoader (images made on the fly, nothing kept). Reported:
-peak resident memory of the process (CPU) or peak allocated GPU memory (CUDA), for the
-plain forward and for calibration. Calibration keeps a count, a mean and an M2 per neuron
-and nothing per sample, so its peak must not grow with the number of samples, and should
-exceed a plain forward's only by the per-batch reduction buffers. A CPU process's peak
-varies by ~150 MiB between identical runs (allocator and thread scratch), so each number is
-the median of ``--trials`` processes.
+calibrates on them through a DataLoader (images made on the fly, nothing kept).
+
+Reported for the plain forward and for calibration: the peak resident memory of the
+process (CPU) or the peak allocated GPU memory (CUDA), and in brackets its rise over the
+process right after building the model, i.e. the pass's own working memory.
+
+Calibration keeps a count, a mean and an M2 per neuron and nothing per sample, so its
+peak must not grow with the number of samples. It should exceed a plain forward's only
+by the per-batch reduction buffers. A CPU process's peak varies by ~150 MiB between
+identical runs (allocator and thread scratch), so each number is the median of
+``--trials`` processes.
 """
 
 from __future__ import annotations
@@ -50,7 +54,11 @@ def child(args: argparse.Namespace) -> None:
     model = timm.create_model(args.model, pretrained=False).eval().to(device, dtype)
     loader = torch.utils.data.DataLoader(RandomImages(args.child_samples), args.batch_size)
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device) / 2**20
         torch.cuda.reset_peak_memory_stats(device)
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     if args.child_mode == "plain":
         with torch.no_grad():
             for batch in loader:
@@ -61,7 +69,8 @@ def child(args: argparse.Namespace) -> None:
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"peak_mib": peak}))
+    # the rise over the model-loaded process: what the pass itself needed at its peak
+    print(json.dumps({"peak_mib": peak, "rise_mib": peak - base}))
 
 
 def main() -> None:
@@ -83,7 +92,10 @@ def main() -> None:
     print(describe(device, args.dtype))
     print(f"{args.model}, batch {args.batch_size}, {what} of a fresh process (MiB), "
           f"median of {args.trials}")  # fmt: skip
-    print("| samples | plain forward | calibration | calibration - plain |\n|---|---|---|---|")
+    print(
+        "| samples | plain forward: peak (rise) | calibration: peak (rise) "
+        "| rise, calibration - plain |\n|---|---|---|---|"
+    )
     peaks = []
     for n in args.num_samples:
         row = {}
@@ -96,18 +108,19 @@ def main() -> None:
             trials = []
             for _ in range(args.trials):
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
-                trials.append(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
-            row[mode] = statistics.median(trials)
-        peaks.append(row["calibrate"])
+                trials.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            row[mode] = {k: statistics.median(t[k] for t in trials) for k in trials[0]}
+        peaks.append(row["calibrate"]["rise_mib"])
+        plain, cal = row["plain"], row["calibrate"]
         print(
-            f"| {n} | {row['plain']:.0f} | {row['calibrate']:.0f} "
-            f"| {row['calibrate'] - row['plain']:+.0f} |",
+            f"| {n} | {plain['peak_mib']:.0f} (+{plain['rise_mib']:.0f}) "
+            f"| {cal['peak_mib']:.0f} (+{cal['rise_mib']:.0f}) "
+            f"| {cal['rise_mib'] - plain['rise_mib']:+.0f} |",
             flush=True,
         )
-    growth = peaks[-1] - peaks[0]
     print(
-        f"\ncalibration peak from {args.num_samples[0]} to {args.num_samples[-1]} samples: "
-        f"{growth:+.0f} MiB ({peaks[-1] / peaks[0]:.3f}x)"
+        f"\nrise of the calibration peak over the loaded model: {peaks[0]:.0f} MiB at "
+        f"{args.num_samples[0]} samples, {peaks[-1]:.0f} MiB at {args.num_samples[-1]}"
     )
     # what calibration keeps between batches: a float64 mean and M2 per neuron and a count
     sites = vbprune.find_mlp_sites(timm.create_model(args.model, pretrained=False))

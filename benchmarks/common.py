@@ -21,36 +21,45 @@ def describe(device: torch.device, dtype: str) -> str:
     return f"device: {device} ({name}), {dtype}, torch {torch.__version__}"
 
 
-def synthetic_stats(model: torch.nn.Module, seed: int = 0) -> vbprune.ActivationStats:
+def synthetic_stats(
+    model: torch.nn.Module, seed: int = 0, spread: float = 0.0
+) -> vbprune.ActivationStats:
     """Random statistics for every MLP of ``model``.
 
-    They fix which neurons go, not how long selection, surgery or the pruned shapes take.
-    The variances are i.i.d., so the global ranking prunes every MLP by about the ratio.
+    They fix which neurons go, not how long selection or surgery take. With ``spread``
+    0 the variances are i.i.d., so the global ranking prunes every MLP by about the
+    ratio. A trained model's MLPs differ: ``spread`` s scales each MLP's variances by
+    ``exp(s * N(0, 1))``, which makes the global ranking prune them unevenly.
     """
     g = torch.Generator().manual_seed(seed)
-    return vbprune.ActivationStats(
-        {
-            site.name: vbprune.NeuronStats(
-                10_000,
-                torch.randn(site.hidden_size, generator=g, dtype=torch.float64),
-                torch.rand(site.hidden_size, generator=g, dtype=torch.float64),
-            )
-            for site in vbprune.find_mlp_sites(model)
-        }
-    )
+    sites = {}
+    for site in vbprune.find_mlp_sites(model):
+        scale = float(torch.exp(spread * torch.randn(1, generator=g, dtype=torch.float64)))
+        sites[site.name] = vbprune.NeuronStats(
+            10_000,
+            torch.randn(site.hidden_size, generator=g, dtype=torch.float64),
+            scale * torch.rand(site.hidden_size, generator=g, dtype=torch.float64),
+        )
+    return vbprune.ActivationStats(sites)
 
 
 def interleaved_times(
     runs: dict[str, Callable[[], object]], repeats: int, cuda: bool = False, warmup: int = 3
 ) -> dict[str, list[float]]:
-    """Seconds of every call of every run, taking turns, so drift hits all of them alike."""
+    """Seconds of every call of every run, taking turns, so drift hits all of them alike.
+
+    The order rotates from round to round, so no run always goes first.
+    """
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     for run in runs.values():
         for _ in range(warmup):  # kernels chosen, caches and allocator warm
             run()
     times: dict[str, list[float]] = {label: [] for label in runs}
-    for _ in range(repeats):
-        for label, run in runs.items():
+    labels = list(runs)
+    for round_index in range(repeats):
+        shift = round_index % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            run = runs[label]
             sync()
             start = time.perf_counter()
             run()

@@ -212,21 +212,22 @@ def _document_class(path: str, cls) -> list[str]:
             out += [f"{heading}: " + ", ".join(f"`{f.name}`" for f in fields), ""]
     elif "__init__" in cls.__dict__:
         out += ["```python", _signature(cls.__name__, cls.__init__), "```", ""]
-    out += [docstring_markdown(inspect.getdoc(cls) or ""), ""]
+    # the class's own docstring: getdoc would borrow a torch or transformers base's
+    out += [docstring_markdown(inspect.cleandoc(cls.__dict__.get("__doc__") or "")), ""]
     for name, member in cls.__dict__.items():
         if name.startswith("_"):
             continue
         function = member.fget if isinstance(member, property) else member
+        kind = "property " if isinstance(member, property) else ""
         if isinstance(function, (classmethod, staticmethod)):
+            kind = f"{type(function).__name__} "
             function = function.__func__
         # only methods documented here: getdoc would borrow torch's docs for forward()
         if not inspect.isfunction(function) or not function.__doc__:
             continue
-        kind = "property " if isinstance(member, property) else ""
-        shown = name if kind else _signature(name, function)
         out += [f"#### {kind}`{cls.__name__}.{name}`", ""]
-        if not kind:
-            out += ["```python", shown, "```", ""]
+        if not isinstance(member, property):
+            out += ["```python", _signature(name, function), "```", ""]
         out += [docstring_markdown(inspect.getdoc(function)), ""]
     return out
 

@@ -72,11 +72,28 @@ def test_every_documented_command_parses():
     # the recipes cover the whole pipeline
     assert {"calibrate", "prune", "distill", "evaluate", "push", "demo", "sweep"} <= subcommands
     parser = build_parser()
+    for action in parser._subparsers._group_actions:  # no --rat for --ratio in the docs
+        for subparser in action.choices.values():
+            subparser.allow_abbrev = False
     for where, argv in commands:
         try:
             parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"documented command does not parse: {where}")
+
+
+def test_documented_timm_models_exist():
+    import timm
+
+    known = set(timm.list_pretrained()) | set(timm.list_models())
+    names = {
+        match.group(1)
+        for path in DOCS
+        for match in re.finditer(r"timm:([\w.]+)", path.read_text())
+        if match.group(1) != "NAME"
+    }
+    assert len(names) >= 9  # DeiT-T/S/B, Swin-T/S/B, ConvNeXt-T/S/B at least
+    assert not names - known, f"unknown timm models in the docs: {sorted(names - known)}"
 
 
 def quickstart_block(name: str) -> str:

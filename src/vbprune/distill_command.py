@@ -37,7 +37,9 @@ def add_distill_parser(commands) -> None:
     p.add_argument("--epochs", type=float, default=10.0, help="paper: 10")
     p.add_argument("--learning-rate", type=float, default=1.5e-5, help="paper: 1.5e-5")
     p.add_argument("--weight-decay", type=float, default=0.01, help="paper: 0.01")
-    p.add_argument("--batch-size", type=int, default=32, help="per device; paper: 32")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="per process; the paper's 32 is the total"
+    )
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the KD term")
     p.add_argument("--temperature", type=float, default=2.0)
