@@ -205,12 +205,12 @@ def _read_config(path_or_id: str, revision: str | None) -> tuple[Path, dict[str,
     return folder, json.loads(config_path.read_text())
 
 
-def _check_section(section: Mapping[str, Any], where: str) -> None:
+def _check_section(section: Mapping[str, Any], where: str, stacklevel: int = 4) -> None:
     unknown = sorted(set(section) - KNOWN_KEYS)
     if unknown:
         warnings.warn(
             f"{where}: ignoring vbprune config keys {unknown} (written by a newer vbprune?)",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     if not isinstance(section.get("hidden_sizes"), Mapping):
         raise ValueError(f"{where}: the vbprune section has no hidden_sizes")
@@ -291,13 +291,13 @@ def _build_timm(folder: Path, config: dict[str, Any]) -> tuple[nn.Module, dict |
     import timm
 
     section = config.get(SECTION)
-    if section is not None:
-        _check_section(section, str(folder))
     model_args = (section or {}).get("model_args", config.get("model_args", {}))
     try:
         model = timm.create_model(config["architecture"], pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise ValueError(f"{folder}: unknown timm architecture: {error}") from error
+    if section is not None:
+        _check_section(section, str(folder), stacklevel=5)  # the caller of from_pretrained
     model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
     model.vbprune_model_args = model_args
     model.vbprune_metadata = dict(section or {})
