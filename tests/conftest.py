@@ -71,18 +71,22 @@ def timm_convnext(conv_mlp: bool = False, use_grn: bool = False):
     )
 
 
+# ViT and DeiT configs take the same arguments
+TINY_HF_VIT_ARGS = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    image_size=IMAGE,
+    patch_size=8,
+    num_labels=10,
+)
+
+
 def hf_vit(attn_implementation: str | None = None):
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=IMAGE,
-        patch_size=8,
-        num_labels=10,
-    )
+    config = ViTConfig(**TINY_HF_VIT_ARGS)
     if attn_implementation is not None:
         config._attn_implementation = attn_implementation
     return ViTForImageClassification(config)
@@ -91,17 +95,7 @@ def hf_vit(attn_implementation: str | None = None):
 def hf_deit():
     from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
 
-    return DeiTForImageClassificationWithTeacher(
-        DeiTConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=IMAGE,
-            patch_size=8,
-            num_labels=10,
-        )
-    )
+    return DeiTForImageClassificationWithTeacher(DeiTConfig(**TINY_HF_VIT_ARGS))
 
 
 def hf_swin():
