@@ -17,7 +17,7 @@ class BuildWithModelCards(build_py):
 
 
 version = {}
-for line in Path("src/vbprune/__init__.py").read_text().splitlines():
+for line in Path("src/vbprune/_version.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, version)
 

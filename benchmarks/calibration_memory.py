@@ -124,7 +124,7 @@ def main() -> None:
     )
     # what calibration keeps between batches: a float64 mean and M2 per neuron and a count
     sites = vbprune.find_mlp_sites(timm.create_model(args.model, pretrained=False))
-    empty = [vbprune.NeuronStats.empty(site.hidden_size) for site in sites]
+    empty = [vbprune.NeuronStats.empty(site.width) for site in sites]
     state = sum(s.mean.nbytes + s.m2.nbytes + 8 for s in empty)  # 8: the count
     print(f"statistics kept across batches: {state / 1024:.0f} KiB for {len(sites)} MLPs")
 

@@ -37,8 +37,8 @@ def synthetic_stats(
         scale = float(torch.exp(spread * torch.randn(1, generator=g, dtype=torch.float64)))
         sites[site.name] = vbprune.NeuronStats(
             10_000,
-            torch.randn(site.hidden_size, generator=g, dtype=torch.float64),
-            scale * torch.rand(site.hidden_size, generator=g, dtype=torch.float64),
+            torch.randn(site.width, generator=g, dtype=torch.float64),
+            scale * torch.rand(site.width, generator=g, dtype=torch.float64),
         )
     return vbprune.ActivationStats(sites)
 

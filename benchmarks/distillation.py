@@ -19,14 +19,14 @@ import timm
 import torch
 
 import vbprune
-from vbprune.digits import (
+from vbprune._digits import (
     TensorImageDataset,
     accuracy,
     digits_vit,
     load_digits_tensors,
     train_classifier,
 )
-from vbprune.losses import distillation_loss
+from vbprune.training.losses import distillation_loss
 
 
 def step_times(args) -> None:
@@ -68,7 +68,7 @@ def step_times(args) -> None:
 
 
 def recovery_curves(epochs: int) -> None:
-    from vbprune.distillation import DistillationTrainer, DistillationTrainingArguments
+    from vbprune import DistillationTrainer, DistillationTrainingArguments
 
     train_x, train_y, test_x, test_y = load_digits_tensors()
     teacher = train_classifier(digits_vit(), train_x, train_y, epochs=15)

@@ -26,20 +26,37 @@ SECTIONS = [
         "Statistics, selection, surgery, counting, saving and loading.",
         [
             ("vbprune", [
-                "VarianceCalibrator", "NeuronStats", "ActivationStats", "prune_model",
-                "PruningResult", "plan_pruning", "select_neurons", "PruningPlan", "SitePlan",
-                "apply_plan", "magnitude_scores", "find_mlp_sites", "MLPSite",
-                "UnsupportedModelError", "count_params", "count_macs", "save_pretrained",
+                "VarianceCalibrator", "NeuronStats", "ActivationStats", "PruningConfig",
+                "prune_model", "PruningResult", "plan_pruning", "select_neurons", "PruningPlan",
+                "SitePlan", "apply_plan", "magnitude_scores", "find_mlp_sites", "MLPSite",
+                "model_backend", "count_params", "count_macs", "save_pretrained",
                 "from_pretrained", "register_auto_classes", "push_to_hub", "push_folder",
             ]),
         ],
     ),
     (
-        "Building blocks",
-        "The maths under `prune_model`, usable on their own (they import only torch).",
+        "Errors",
+        "Every error vbprune raises on purpose derives from `VBPruneError`; each also keeps "
+        "its built-in parent (`ValueError`, `FileNotFoundError`, ...).",
         [
-            ("vbprune.statistics", ["chan_merge"]),
-            ("vbprune.surgery", ["fold_means_into_bias", "shrink_mlp"]),
+            ("vbprune", [
+                "VBPruneError", "ConfigError", "OptionTypeError", "UnsupportedModelError",
+                "StatisticsError", "NonFiniteActivationError", "PlanError", "CheckpointError",
+                "DatasetError", "MissingInputError", "OutputExistsError", "ProcessCountError",
+            ]),
+        ],
+    ),
+    (
+        "Building blocks: `vbprune.core`",
+        "The maths under `prune_model`, usable on their own on plain layers and tensors "
+        "(they import only torch).",
+        [
+            ("vbprune.core.statistics", ["chan_merge"]),
+            ("vbprune.core.surgery", [
+                "fold_means_into_bias", "shrink_mlp", "keep_outputs", "keep_inputs",
+                "keep_channels_last",
+            ]),
+            ("vbprune.core.config", ["resolve_config"]),
         ],
     ),
     (
@@ -48,44 +65,37 @@ SECTIONS = [
         [
             ("vbprune.data", [
                 "load_image_dataset", "image_transform", "with_image_transform", "ImageCollator",
-                "make_loader",
-                "shard_for_process",
+                "make_loader", "shard_for_process",
             ]),
-            ("vbprune.models", ["load_model", "input_size", "logits_of"]),
+            ("vbprune.io.model_specs", ["load_model"]),
+            ("vbprune.architectures", ["mlp_widths"]),
+            ("vbprune.architectures.interface", ["input_size", "logits_of"]),
         ],
     ),
     (
         "Distillation and evaluation",
         "Recovering accuracy with knowledge distillation, and measuring it.",
         [
-            ("vbprune.distillation", [
-                "DistillationTrainingArguments", "DistillationTrainer", "TimmClassifier",
-            ]),
-            ("vbprune.losses", ["distillation_loss"]),
-            ("vbprune.metrics", ["TopKAccuracy"]),
-            ("vbprune.evaluation", ["evaluate_model", "top1_accuracy", "measure_latency"]),
+            ("vbprune", ["DistillationTrainingArguments", "DistillationTrainer"]),
+            ("vbprune.training.trainer", ["TimmClassifier", "top1_metrics"]),
+            ("vbprune.training.losses", ["distillation_loss"]),
+            ("vbprune.evaluation.metrics", ["TopKAccuracy"]),
+            ("vbprune.evaluation.accuracy", ["evaluate_model", "top1_accuracy"]),
+            ("vbprune.evaluation.latency", ["measure_latency", "device_name"]),
+            ("vbprune.evaluation.sweep", ["sweep", "table", "plot"]),
         ],
     ),
     (
         "Checkpoints and model cards",
         "Lower-level pieces of `save_pretrained` / `from_pretrained` / `push_to_hub`.",
         [
-            ("vbprune.checkpoint", [
-                "build_architecture", "apply_widths", "loaded_metadata", "pruning_metadata",
+            ("vbprune.io.checkpoint", ["build_architecture"]),
+            ("vbprune.architectures.widths", ["apply_widths"]),
+            ("vbprune.io.metadata", [
+                "loaded_metadata", "pruning_metadata", "upgrade_section", "merge_sections",
             ]),
-            ("vbprune.model_card", ["render_model_card"]),
-            ("vbprune.hub", ["write_model_card"]),
-        ],
-    ),
-    (
-        "Digits model and sweep",
-        "The small trained model behind `vbprune demo` and `vbprune sweep`.",
-        [
-            ("vbprune.digits", [
-                "load_digits_tensors", "digits_vit", "train_classifier", "accuracy",
-                "TensorImageDataset",
-            ]),
-            ("vbprune.sweep", ["sweep", "table", "plot"]),
+            ("vbprune.io.weights", ["check_weights_fit", "shape_differences"]),
+            ("vbprune.io.model_card", ["render_model_card", "write_model_card"]),
         ],
     ),
 ]  # fmt: skip
@@ -201,6 +211,14 @@ def _own_fields(cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.name in own]
 
 
+def _default(field: dataclasses.Field) -> str:
+    if field.default is not dataclasses.MISSING:
+        return f" = `{field.default!r}`"
+    if field.default_factory is not dataclasses.MISSING:
+        return f" = `{field.default_factory()!r}`"
+    return " (required)"
+
+
 def _document_class(path: str, cls) -> list[str]:
     bases = ", ".join(b.__name__ for b in cls.__bases__ if b is not object)
     out = [f"### class `{path}`" + (f" ({bases})" if bases else ""), ""]
@@ -208,7 +226,11 @@ def _document_class(path: str, cls) -> list[str]:
         inherited = any(dataclasses.is_dataclass(b) for b in cls.__mro__[1:])
         fields = _own_fields(cls)
         heading = "Fields added to the base" if inherited else "Fields"
-        if fields:
+        if fields and all("help" in f.metadata for f in fields):  # peft-style help texts
+            out += [f"**{heading}**", ""]
+            out += [f"- `{f.name}`{_default(f)}: {f.metadata['help']}" for f in fields]
+            out.append("")
+        elif fields:
             out += [f"{heading}: " + ", ".join(f"`{f.name}`" for f in fields), ""]
     elif "__init__" in cls.__dict__:
         out += ["```python", _signature(cls.__name__, cls.__init__), "```", ""]

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from accelerate import Accelerator
 
 import vbprune
-from conftest import FAMILIES, randomize
+from testing_utils import FAMILIES, randomize
 
 
 def reference_data(dtype: torch.dtype) -> tuple[torch.nn.Module, torch.Tensor]:

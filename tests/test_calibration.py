@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vbprune
-from conftest import FAMILIES, randomize
+from testing_utils import FAMILIES, randomize
 
 
 def capture(module):

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import vbprune
-from conftest import TINY_TIMM_ARGS, manual_top1, run_vbprune, vit_macs
+from testing_utils import TINY_TIMM_ARGS, manual_top1, run_vbprune, vit_macs
 
 TOKENS, DIM = 17, TINY_TIMM_ARGS["embed_dim"]
 
@@ -42,18 +42,20 @@ def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_m
     ]
     report = json.loads((out / "report.json").read_text())
 
-    dense = vbprune.models.load_model(str(timm_model_dir))
+    from vbprune.io.model_specs import load_model
+
+    dense = load_model(str(timm_model_dir))
     weights = load_file(out / "model" / "model.safetensors")
     assert report["params"]["before"] == sum(p.numel() for p in dense.parameters())
     assert report["params"]["after"] == sum(t.numel() for t in weights.values())
     widths = {f"blocks.{i}.mlp": weights[f"blocks.{i}.mlp.fc1.weight"].shape[0] for i in (0, 1)}
-    assert report["hidden_sizes"] == widths
-    assert report["original_sizes"] == {"blocks.0.mlp": 128, "blocks.1.mlp": 128}
+    assert report["widths"] == widths
+    assert report["original_widths"] == {"blocks.0.mlp": 128, "blocks.1.mlp": 128}
     assert report["num_pruned"] == int(0.4 * 256) == 256 - sum(widths.values())
     assert report["macs"]["before"] == vit_macs(TOKENS, DIM, [128, 128], 16, 192, 3)
     assert report["macs"]["after"] == vit_macs(TOKENS, DIM, widths.values(), 16, 192, 3)
     assert report["calibration"]["samples_first_mlp"] == 21 * TOKENS
-    assert (report["ratio"], report["scope"], report["compensate"]) == (0.4, "global", True)
+    assert report["pruning"] == vbprune.PruningConfig(ratio=0.4).to_dict()
     top1, count = manual_top1(dense, image_folder / "val")
     assert report["accuracy"]["samples"] == count == 9
     assert report["accuracy"]["top1_before"] == pytest.approx(top1)
@@ -65,8 +67,8 @@ def test_prune_writes_model_stats_plan_and_a_correct_report(image_folder, timm_m
     assert report["accuracy"]["top1_after_pruning"] == pytest.approx(top1_after)
     assert set(report["timings"]) >= {"calibration_s", "prune_s", "eval_before_s", "eval_after_s"}
     config = json.loads((out / "model" / "config.json").read_text())
-    assert config["vbprune"]["hidden_sizes"] == widths
-    assert json.loads((out / "plan.json").read_text())["ratio"] == 0.4
+    assert config["vbprune"]["widths"] == widths
+    assert json.loads((out / "plan.json").read_text())["config"]["ratio"] == 0.4
 
 
 def test_calibrate_then_prune_from_the_statistics(image_folder, timm_model_dir, tmp_path):
@@ -109,7 +111,7 @@ def test_calibrate_then_prune_from_the_statistics(image_folder, timm_model_dir, 
         == 0
     )
     report = json.loads((out / "report.json").read_text())
-    assert report["hidden_sizes"] == {"blocks.0.mlp": 64, "blocks.1.mlp": 64}
+    assert report["widths"] == {"blocks.0.mlp": 64, "blocks.1.mlp": 64}
 
 
 def test_bad_input_leaves_no_output_folder(image_folder, timm_model_dir, tmp_path, capsys):
@@ -169,7 +171,7 @@ def test_non_empty_output_is_refused_unless_overwrite(image_folder, timm_model_d
 
 
 def test_prune_a_transformers_model_folder(image_folder, tmp_path):
-    from conftest import hf_convnextv2, randomize
+    from testing_utils import hf_convnextv2, randomize
 
     torch.manual_seed(0)
     model = randomize(hf_convnextv2())
@@ -194,8 +196,8 @@ def test_prune_a_transformers_model_folder(image_folder, tmp_path):
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["model_type"] == "vbprune_convnextv2"
     assert config["auto_map"]["AutoModelForImageClassification"].startswith("modeling_vbprune.")
-    assert config["vbprune"]["hidden_sizes"] == report["hidden_sizes"]
-    assert config["mlp_hidden_sizes"] == list(report["hidden_sizes"].values())
+    assert config["vbprune"]["widths"] == report["widths"]
+    assert config["mlp_widths"] == list(report["widths"].values())
     assert report["num_pruned"] == int(0.25 * (32 + 64 + 64))
     weights = load_file(out / "model" / "model.safetensors")
     assert report["params"]["after"] == sum(t.numel() for t in weights.values())

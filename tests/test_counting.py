@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import vbprune
-from conftest import FAMILIES, hf_vit, randomize, vit_macs
+from testing_utils import FAMILIES, hf_vit, randomize, vit_macs
 
 
 def test_timm_vit_macs_equal_hand_count_before_and_after_pruning(images):
@@ -13,7 +13,7 @@ def test_timm_vit_macs_equal_hand_count_before_and_after_pruning(images):
     assert vbprune.count_macs(model, (3, 32, 32)) == vit_macs(17, 32, [128, 128], 16, 192, 10)
     stats = vbprune.VarianceCalibrator(model).run([images])
     result = vbprune.prune_model(model, stats, 0.3)
-    hidden = list(result.hidden_sizes.values())
+    hidden = list(result.widths.values())
     assert vbprune.count_macs(model, (3, 32, 32)) == vit_macs(17, 32, hidden, 16, 192, 10)
     assert vbprune.count_macs(model, (2, 3, 32, 32)) == 2 * vit_macs(17, 32, hidden, 16, 192, 10)
 
@@ -31,7 +31,7 @@ def test_params_drop_by_removed_rows_and_columns(images):
     result = vbprune.prune_model(model, stats, 0.4)
     expected = before
     for site in vbprune.find_mlp_sites(model):
-        removed = result.original_sizes[site.name] - site.hidden_size
+        removed = result.original_widths[site.name] - site.width
         expected -= removed * (site.fc1.in_features + 1 + site.fc2.out_features)
     assert vbprune.count_params(model) == expected
 

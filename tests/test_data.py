@@ -6,7 +6,7 @@ import datasets
 import pytest
 import torch
 
-from conftest import FAMILIES
+from testing_utils import FAMILIES
 from vbprune.data import (
     ImageCollator,
     image_transform,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import vbprune
-from conftest import run_vbprune
+from testing_utils import run_vbprune
 
 
+@pytest.mark.slow
 def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VBPRUNE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"

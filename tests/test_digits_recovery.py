@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 import vbprune
-from vbprune.digits import (
+from vbprune import DistillationTrainer, DistillationTrainingArguments
+from vbprune._digits import (
     TensorImageDataset,
     accuracy,
     digits_vit,
     load_digits_tensors,
     train_classifier,
 )
-from vbprune.distillation import DistillationTrainer, DistillationTrainingArguments
 
 
+@pytest.mark.slow
 def test_short_distillation_raises_pruned_accuracy(tmp_path):
     train_x, train_y, test_x, test_y = load_digits_tensors()
     teacher = train_classifier(digits_vit(), train_x, train_y, epochs=15)

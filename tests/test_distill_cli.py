@@ -8,7 +8,7 @@ import shutil
 from huggingface_hub import ModelCard
 
 import vbprune
-from conftest import run_vbprune
+from testing_utils import run_vbprune
 
 
 def distill(prune_output, image_folder, out, *extra):
@@ -31,8 +31,8 @@ def test_distill_keeps_best_and_last_reports_and_resumes(prune_output, image_fol
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-3", "checkpoint-6"]  # best and last (limit 2)
     model = vbprune.from_pretrained(out / "model")
-    pruned_widths = json.loads((prune_output / "report.json").read_text())["hidden_sizes"]
-    assert {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)} == pruned_widths
+    pruned_widths = json.loads((prune_output / "report.json").read_text())["widths"]
+    assert {s.name: s.width for s in vbprune.find_mlp_sites(model)} == pruned_widths
     card = ModelCard.load(out / "model" / "README.md")
     names = {r.metric_name for r in card.data.eval_results}
     assert "top-1 accuracy (after distillation)" in names
@@ -65,7 +65,7 @@ def test_distill_needs_labels_and_a_matching_teacher(prune_output, image_folder,
     import timm
     from timm.models import save_for_hf
 
-    from conftest import TINY_TIMM_ARGS
+    from testing_utils import TINY_TIMM_ARGS
 
     assert distill(prune_output, image_folder, tmp_path / "a", "--label-column", "tag") == 2
     assert "no label column 'tag'" in capsys.readouterr().err

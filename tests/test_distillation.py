@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import vbprune
-from conftest import FAMILIES, randomize
-from vbprune.distillation import DistillationTrainer, DistillationTrainingArguments
-from vbprune.losses import distillation_loss
+from testing_utils import FAMILIES, randomize
+from vbprune import DistillationTrainer, DistillationTrainingArguments
+from vbprune.training.losses import distillation_loss
 
 STUDENT = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.5, -0.5]])
 TEACHER = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 3.0, 1.0]])
@@ -100,7 +100,7 @@ def test_teacher_is_frozen_and_accumulation_matches_one_big_batch(tmp_path, imag
 
 
 def as_state(model):
-    from vbprune.distillation import as_trainable
+    from vbprune.training.trainer import as_trainable
 
     return as_trainable(copy.deepcopy(model)).state_dict()
 

@@ -14,6 +14,8 @@ import torch
 import vbprune
 from distributed_worker import reference_data
 
+pytestmark = pytest.mark.distributed
+
 WORKER = Path(__file__).parent / "distributed_worker.py"
 
 # One process, and two CPU processes as users launch them (see ecosystem notes).
@@ -111,7 +113,7 @@ def test_cli_prune_on_two_processes_matches_one(image_folder, timm_model_dir, tm
         reports[processes] = json.loads((out / "report.json").read_text())
     one, two = reports[1], reports[2]
     assert two["calibration"]["processes"] == 2
-    for key in ("hidden_sizes", "params", "macs", "num_pruned"):
+    for key in ("widths", "params", "macs", "num_pruned"):
         assert two[key] == one[key]
     assert two["accuracy"]["samples"] == one["accuracy"]["samples"] == 9  # each image once
     for key in ("top1_before", "top1_after_pruning"):

@@ -112,6 +112,7 @@ def run_block(code: str, replacements: dict[str, str]) -> dict:
     return namespace
 
 
+@pytest.mark.slow
 def test_timm_quickstart_runs(image_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = run_block(
@@ -125,16 +126,17 @@ def test_timm_quickstart_runs(image_folder, tmp_path, monkeypatch):
             "num_train_epochs=1,": "num_train_epochs=1, use_cpu=True, save_strategy='no',",
         },
     )
-    widths = ns["result"].hidden_sizes
+    widths = ns["result"].widths
     assert sum(widths.values()) == 12 * 768 - int(0.5 * 12 * 768)  # DeiT-T: 12 MLPs of 768
     # the reloaded, distilled model has the pruned widths and was trained (moved)
     model = ns["model"]
-    assert {s.name: s.hidden_size for s in vbprune.find_mlp_sites(model)} == widths
+    assert {s.name: s.width for s in vbprune.find_mlp_sites(model)} == widths
     saved = vbprune.from_pretrained(tmp_path / "deit_s_vbp50")
     assert not torch.equal(saved.blocks[0].mlp.fc1.weight, model.blocks[0].mlp.fc1.weight)
     assert (tmp_path / "deit_s_stats.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_hf_quickstart_runs(image_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = run_block(
@@ -150,8 +152,8 @@ def test_hf_quickstart_runs(image_folder, tmp_path, monkeypatch):
     )
     model, pruned = ns["model"].eval(), ns["pruned"].eval()
     assert type(pruned).__name__.startswith("VBPrune")  # the saved pruned subclass
-    widths = [s.hidden_size for s in vbprune.find_mlp_sites(pruned)]
-    assert widths == [s.hidden_size for s in vbprune.find_mlp_sites(model)]
+    widths = [s.width for s in vbprune.find_mlp_sites(pruned)]
+    assert widths == [s.width for s in vbprune.find_mlp_sites(model)]
     assert sum(widths) == 128 - 64
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

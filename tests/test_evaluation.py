@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import vbprune
-from conftest import manual_top1, run_vbprune
-from vbprune.evaluation import evaluate_model
-from vbprune.metrics import TopKAccuracy
+from testing_utils import manual_top1, run_vbprune
+from vbprune.evaluation.accuracy import evaluate_model
+from vbprune.evaluation.metrics import TopKAccuracy
 
 
 def test_topk_accuracy_by_hand_and_combined():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vbprune
-from conftest import FAMILIES, logits, randomize
+from testing_utils import FAMILIES, logits, randomize
 
 
 def force_constant(model, counts_per_site, seed=0):
@@ -14,7 +14,7 @@ def force_constant(model, counts_per_site, seed=0):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for site, count in zip(vbprune.find_mlp_sites(model), counts_per_site):
-            idx = torch.randperm(site.hidden_size, generator=generator)[:count]
+            idx = torch.randperm(site.width, generator=generator)[:count]
             site.fc1.weight[idx] = 0.0
             # Well away from zero so that act(b1) * W2 moves the output if not folded.
             site.fc1.bias[idx] = 1.0 + torch.rand(count, generator=generator)
@@ -32,7 +32,7 @@ def test_constant_neurons_are_removed_exactly(family, images, round_to):
     # exactly the constant neurons.
     counts = [8 * (1 + i % 2) for i in range(len(sites))]
     force_constant(model, counts)
-    widths = [s.hidden_size for s in sites]
+    widths = [s.width for s in sites]
     ratio = sum(counts) / sum(widths)
     before = logits(model, images)
     stats = vbprune.VarianceCalibrator(model).run([images[:2], images[2:]])
@@ -43,7 +43,7 @@ def test_constant_neurons_are_removed_exactly(family, images, round_to):
     after = logits(model, images)
 
     expected = {s.name: w - c for s, w, c in zip(sites, widths, counts)}
-    assert result.hidden_sizes == expected
+    assert result.widths == expected
     for site in vbprune.find_mlp_sites(model):
         assert site.fc1.weight.shape[0] == expected[site.name]
         assert site.fc2.weight.shape[1] == expected[site.name]
@@ -72,7 +72,7 @@ def test_shrunk_modules_report_their_width(images):
     stats = vbprune.VarianceCalibrator(model).run([images])
     result = vbprune.prune_model(model, stats, 0.5)
     for site in vbprune.find_mlp_sites(model):
-        width = result.hidden_sizes[site.name]
+        width = result.widths[site.name]
         assert site.fc1.out_channels == width == site.fc2.in_channels
         assert site.grn.weight.shape == (width,) and site.grn.bias.shape == (width,)
         assert site.fc2.weight.is_contiguous()

@@ -30,7 +30,7 @@ def test_prune_output_card_has_accuracy_sizes_and_loading(prune_output):
 
 
 def test_transformers_card_shows_both_ways_to_load_and_the_speedup(images, tmp_path):
-    from conftest import FAMILIES, randomize
+    from testing_utils import FAMILIES, randomize
 
     model = randomize(FAMILIES["hf-deit"]())
     stats = vbprune.VarianceCalibrator(model).run([images])
@@ -53,7 +53,7 @@ def test_transformers_card_shows_both_ways_to_load_and_the_speedup(images, tmp_p
 
 
 def test_card_says_when_means_were_not_folded(image_folder, timm_model_dir, tmp_path):
-    from conftest import run_vbprune
+    from testing_utils import run_vbprune
 
     out = tmp_path / "ablation"
     assert run_vbprune("prune", "--model", timm_model_dir, "--dataset", image_folder,

@@ -29,7 +29,7 @@ def random_stats(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     stats = {}
     for site in vbprune.find_mlp_sites(model):
-        width = site.hidden_size
+        width = site.width
         stats[site.name] = NeuronStats(
             1000,
             torch.randn(width, generator=g, dtype=torch.float64),
@@ -52,7 +52,7 @@ def test_deit_sizes(dense, name, ratio, params_before, params_after, mac_drop):
     model = copy.deepcopy(dense[name])
     params0, macs0 = vbprune.count_params(model), vbprune.count_macs(model)
     result = vbprune.prune_model(model, random_stats(model), ratio)
-    assert result.num_pruned == int(ratio * sum(result.original_sizes.values()))
+    assert result.num_pruned == int(ratio * sum(result.original_widths.values()))
     params1, macs1 = vbprune.count_params(model), vbprune.count_macs(model)
     assert round(params0 / 1e6, 2) == params_before
     if params_after is not None:

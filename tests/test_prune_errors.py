@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vbprune
-from conftest import FAMILIES, randomize
+from testing_utils import FAMILIES, randomize
 from vbprune import ActivationStats, NeuronStats
 
 
@@ -101,7 +101,7 @@ def test_plan_for_another_model_is_refused_before_changes(model_and_stats, image
     assert_unchanged(other, before)
     # and the plan replays on its own model: same widths as prune_model
     widths = vbprune.apply_plan(model, plan)
-    assert widths == plan.hidden_sizes
+    assert widths == plan.widths
 
 
 def test_statistics_with_m2_of_other_width(model_and_stats):

@@ -8,7 +8,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 import vbprune
-from conftest import FAMILIES, logits, randomize, run_vbprune
+from testing_utils import FAMILIES, logits, randomize, run_vbprune
 
 
 def pruned(family, images):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vbprune
-from conftest import FAMILIES
+from testing_utils import FAMILIES
 
 FIRST_SITE = {
     "timm-vit": ("blocks.0.mlp", 2),
@@ -32,7 +32,7 @@ def test_sites_of_every_family(family):
     modules = dict(model.named_modules())
     for site in sites:
         assert modules[site.name] is site.module
-        assert site.fc1.weight.shape[0] == site.fc2.weight.shape[1] == site.hidden_size
+        assert site.fc1.weight.shape[0] == site.fc2.weight.shape[1] == site.width
         assert (site.grn is not None) == ("v2" in family)
         assert site.is_conv == ("convmlp" in family)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 
 import vbprune
-from conftest import FAMILIES, randomize, run_vbprune
-from vbprune.sweep import sweep, table
+from testing_utils import FAMILIES, randomize, run_vbprune
+from vbprune.evaluation.sweep import sweep, table
 
 
 def test_sweep_rows_follow_the_ratios_and_size_shrinks(images):
@@ -37,6 +38,7 @@ def test_magnitude_scores_by_hand():
     assert torch.isclose(scores[j], expected.detach())
 
 
+@pytest.mark.slow
 def test_cli_sweep_writes_a_png_and_a_table(tmp_path, monkeypatch):
     monkeypatch.setenv("VBPRUNE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "sweep"

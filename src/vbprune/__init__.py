@@ -4,36 +4,88 @@ The pipeline is statistics -> selection -> fold-and-shrink::
 
     import vbprune
     stats = vbprune.VarianceCalibrator(model).run(loader, max_batches=100)
-    result = vbprune.prune_model(model, stats, ratio=0.5)
+    result = vbprune.prune_model(model, stats, config=vbprune.PruningConfig(ratio=0.5))
+
+Names load on first use (PEP 562): ``import vbprune`` itself imports neither torch nor
+transformers, so the command line starts at once and ``vbprune.DistillationTrainer``
+costs transformers' Trainer machinery only when it is used.
+
+The package by role: ``core`` (the maths, torch only), ``architectures`` (where each
+framework keeps its MLPs), ``calibration`` and ``pruning`` (the method on a model),
+``io`` (checkpoints, Hub, cards), ``data``, ``training``, ``evaluation``, ``commands``.
 """
 
-from .architectures import (
-    SUPPORTED_FAMILIES,
-    MLPSite,
-    UnsupportedModelError,
-    find_mlp_sites,
-)
-from .calibration import VarianceCalibrator
-from .checkpoint import from_pretrained, register_auto_classes, save_pretrained
-from .counting import count_macs, count_params
-from .hub import push_folder, push_to_hub
-from .pruning import PruningResult, apply_plan, magnitude_scores, prune_model
-from .selection import PruningPlan, SitePlan, plan_pruning, select_neurons
-from .statistics import ActivationStats, NeuronStats
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-register_auto_classes()  # AutoModelForImageClassification loads pruned models by name
+from ._version import __version__
 
-__all__ = [
+# public name -> module that defines it
+_EXPORTS = {
+    "ActivationStats": "vbprune.core.statistics",
+    "NeuronStats": "vbprune.core.statistics",
+    "PruningConfig": "vbprune.core.config",
+    "PruningPlan": "vbprune.core.selection",
+    "SitePlan": "vbprune.core.selection",
+    "plan_pruning": "vbprune.core.selection",
+    "select_neurons": "vbprune.core.selection",
+    "VBPruneError": "vbprune.core.errors",
+    "CheckpointError": "vbprune.core.errors",
+    "ConfigError": "vbprune.core.errors",
+    "DatasetError": "vbprune.core.errors",
+    "MissingInputError": "vbprune.core.errors",
+    "NonFiniteActivationError": "vbprune.core.errors",
+    "OptionTypeError": "vbprune.core.errors",
+    "OutputExistsError": "vbprune.core.errors",
+    "PlanError": "vbprune.core.errors",
+    "ProcessCountError": "vbprune.core.errors",
+    "StatisticsError": "vbprune.core.errors",
+    "UnsupportedModelError": "vbprune.core.errors",
+    "SUPPORTED_FAMILIES": "vbprune.architectures",
+    "MLPSite": "vbprune.architectures",
+    "find_mlp_sites": "vbprune.architectures",
+    "model_backend": "vbprune.architectures",
+    "VarianceCalibrator": "vbprune.calibration",
+    "PruningResult": "vbprune.pruning",
+    "apply_plan": "vbprune.pruning",
+    "magnitude_scores": "vbprune.pruning",
+    "prune_model": "vbprune.pruning",
+    "count_macs": "vbprune.evaluation.counting",
+    "count_params": "vbprune.evaluation.counting",
+    "from_pretrained": "vbprune.io.checkpoint",
+    "save_pretrained": "vbprune.io.checkpoint",
+    "register_auto_classes": "vbprune.io.hf_format",
+    "push_folder": "vbprune.io.hub",
+    "push_to_hub": "vbprune.io.hub",
+    "DistillationTrainer": "vbprune.training.trainer",
+    "DistillationTrainingArguments": "vbprune.training.trainer",
+}
+
+__all__ = [  # the names of _EXPORTS, spelled out for tools
     "SUPPORTED_FAMILIES",
     "ActivationStats",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "DistillationTrainer",
+    "DistillationTrainingArguments",
     "MLPSite",
+    "MissingInputError",
     "NeuronStats",
+    "NonFiniteActivationError",
+    "OptionTypeError",
+    "OutputExistsError",
+    "PlanError",
+    "ProcessCountError",
+    "PruningConfig",
     "PruningPlan",
     "PruningResult",
     "SitePlan",
+    "StatisticsError",
     "UnsupportedModelError",
+    "VBPruneError",
     "VarianceCalibrator",
     "__version__",
     "apply_plan",
@@ -42,10 +94,58 @@ __all__ = [
     "find_mlp_sites",
     "from_pretrained",
     "magnitude_scores",
+    "model_backend",
     "plan_pruning",
     "prune_model",
     "push_folder",
     "push_to_hub",
+    "register_auto_classes",
     "save_pretrained",
     "select_neurons",
 ]
+
+# subpackages and modules reachable as attributes (``vbprune.data.make_loader``) on first use
+_SUBMODULES = {"architectures", "calibration", "cli", "commands", "core", "data", "evaluation",
+               "hf_remote", "io", "pruning", "training"}  # fmt: skip
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
+    from .architectures import SUPPORTED_FAMILIES, MLPSite, find_mlp_sites, model_backend
+    from .calibration import VarianceCalibrator
+    from .core.config import PruningConfig
+    from .core.errors import (
+        CheckpointError,
+        ConfigError,
+        DatasetError,
+        MissingInputError,
+        NonFiniteActivationError,
+        OptionTypeError,
+        OutputExistsError,
+        PlanError,
+        ProcessCountError,
+        StatisticsError,
+        UnsupportedModelError,
+        VBPruneError,
+    )
+    from .core.selection import PruningPlan, SitePlan, plan_pruning, select_neurons
+    from .core.statistics import ActivationStats, NeuronStats
+    from .evaluation.counting import count_macs, count_params
+    from .io.checkpoint import from_pretrained, save_pretrained
+    from .io.hf_format import register_auto_classes
+    from .io.hub import push_folder, push_to_hub
+    from .pruning import PruningResult, apply_plan, magnitude_scores, prune_model
+    from .training.trainer import DistillationTrainer, DistillationTrainingArguments
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -18,7 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from .architectures import MLPSite, find_mlp_sites
-from .statistics import ActivationStats, NeuronStats
+from .core.errors import (
+    ConfigError,
+    NonFiniteActivationError,
+    OptionTypeError,
+    ProcessCountError,
+    StatisticsError,
+)
+from .core.statistics import ActivationStats, NeuronStats
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -62,14 +69,16 @@ class VarianceCalibrator:
             stops the others, which would otherwise wait at the final gather.
 
         Raises:
-            FloatingPointError: if an activation is NaN or infinite (names the site).
-            ValueError: if no sample was seen at all.
+            NonFiniteActivationError: (a ``FloatingPointError``) if an activation is NaN
+                or infinite (names the site and the batch).
+            StatisticsError: (a ``ValueError``) if no sample was seen at all.
+            ConfigError: for a bad ``max_batches``.
         """
         from tqdm.auto import tqdm
 
         if max_batches is not None and max_batches < 1:
-            raise ValueError(f"max_batches must be a positive integer or None, got {max_batches}")
-        stats = {s.name: NeuronStats.empty(s.hidden_size, s.fc2.weight.device) for s in self.sites}
+            raise ConfigError(f"max_batches must be a positive integer or None, got {max_batches}")
+        stats = {s.name: NeuronStats.empty(s.width, s.fc2.weight.device) for s in self.sites}
         total = _length(batches)
         if max_batches is not None:
             total = max_batches if total is None else min(total, max_batches)
@@ -99,20 +108,24 @@ class VarianceCalibrator:
             stats = _gather_and_merge(stats, accelerator)
         empty = [name for name, s in stats.items() if s.count == 0]
         if empty:
-            raise ValueError(f"no calibration sample reached {empty[0]}: the batches were empty")
+            raise StatisticsError(
+                f"no calibration sample reached {empty[0]}: the batches were empty"
+            )
         return ActivationStats(stats).to("cpu")
 
     def _inputs(self, batch: Any) -> Tensor:
         if isinstance(batch, Mapping):
             if "pixel_values" not in batch:
-                raise TypeError(
+                raise OptionTypeError(
                     f"calibration batch dict has no 'pixel_values' (keys: {sorted(batch)})"
                 )
             batch = batch["pixel_values"]
         elif isinstance(batch, (tuple, list)):
             batch = batch[0]
         if not isinstance(batch, Tensor):
-            raise TypeError(f"calibration batch must hold a tensor, got {type(batch).__name__}")
+            raise OptionTypeError(
+                f"calibration batch must hold a tensor, got {type(batch).__name__}"
+            )
         param = next(self.model.parameters())
         device = self.accelerator.device if self.accelerator is not None else param.device
         # A model cast to bf16/fp16 needs inputs of its dtype; autocast handles the rest.
@@ -121,14 +134,15 @@ class VarianceCalibrator:
 
 
 def check_process_count(accelerator: Accelerator) -> None:
-    """Raise ``RuntimeError`` unless the accelerator spans all ``WORLD_SIZE`` processes.
+    """Raise :class:`~vbprune.ProcessCountError` unless the accelerator spans all
+    ``WORLD_SIZE`` processes.
 
     torchrun on CPU without ``ACCELERATE_USE_CPU=1`` silently gives every rank its own
     single-process accelerator: each would read the whole dataset.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world_size:
-        raise RuntimeError(
+        raise ProcessCountError(
             f"accelerator has {accelerator.num_processes} process(es) but "
             f"WORLD_SIZE={world_size}; on CPU set ACCELERATE_USE_CPU=1 or use "
             "`accelerate launch --multi_gpu`"
@@ -161,7 +175,7 @@ def _check_finite(stats: dict[str, NeuronStats], batch_index: int) -> None:
     if bool(torch.isfinite(sums).all()):
         return
     bad = next(name for (name, _), ok in zip(live, torch.isfinite(sums).tolist()) if not ok)
-    raise FloatingPointError(
+    raise NonFiniteActivationError(
         f"NaN or infinite activations in MLP {bad} (batch {batch_index}); check the inputs "
         "and the model's precision"
     )

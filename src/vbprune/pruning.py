@@ -1,4 +1,8 @@
-"""prune_model: select from statistics, then shrink every MLP and fold the removed means."""
+"""prune_model: select from statistics, then shrink every MLP and fold the removed means.
+
+The glue of the method: :mod:`vbprune.architectures` finds the MLPs, :mod:`vbprune.core`
+selects and operates on them.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ import torch
 from torch import nn
 
 from .architectures import MLPSite, find_mlp_sites
-from .selection import PruningPlan, plan_pruning, validate_options
-from .statistics import NeuronStats
-from .surgery import fold_means_into_bias, shrink_mlp
+from .core.compat import RenamedAttribute
+from .core.config import PruningConfig, resolve_config
+from .core.errors import PlanError, StatisticsError
+from .core.selection import PruningPlan, plan_pruning
+from .core.statistics import NeuronStats
 
 
 @dataclass
@@ -22,37 +28,47 @@ class PruningResult:
     """What :func:`prune_model` did.
 
     Attributes:
-        plan: The applied :class:`PruningPlan` (kept indices and folded means per site).
-        original_sizes: Hidden width per site before pruning.
-        hidden_sizes: Hidden width per site after pruning.
+        plan: The applied :class:`PruningPlan` (its config, and the kept indices and
+            folded means per site).
+        original_widths: Hidden width per site before pruning.
+        widths: Hidden width per site after pruning.
     """
 
     plan: PruningPlan
-    original_sizes: dict[str, int]
-    hidden_sizes: dict[str, int]
+    original_widths: dict[str, int]
+    widths: dict[str, int]
+
+    # vbprune 0.1's names
+    original_sizes = RenamedAttribute("original_widths")
+    hidden_sizes = RenamedAttribute("widths")
+
+    @property
+    def config(self) -> PruningConfig:
+        """The options the model was pruned with."""
+        return self.plan.config
 
     @property
     def num_pruned(self) -> int:
         """Total number of hidden neurons removed."""
-        return sum(self.original_sizes.values()) - sum(self.hidden_sizes.values())
+        return sum(self.original_widths.values()) - sum(self.widths.values())
 
 
 def check_stats(sites: list[MLPSite], stats: Mapping[str, NeuronStats]) -> None:
-    """Raise ``ValueError`` unless ``stats`` cover every site with its width."""
+    """Raise :class:`~vbprune.StatisticsError` unless ``stats`` cover every site with its
+    width."""
     missing = [s.name for s in sites if s.name not in stats]
     if missing:
-        raise ValueError(
+        raise StatisticsError(
             f"statistics have no entry for {len(missing)} MLP site(s) of this model, e.g. "
             f"{missing[0]!r}; were they computed on another model?"
         )
     for site in sites:
         entry = stats[site.name]
         shapes = {tuple(entry.mean.shape), tuple(entry.m2.shape)}
-        if shapes != {(site.hidden_size,)}:
+        if shapes != {(site.width,)}:
             widths = " and ".join(str(shape) for shape in sorted(shapes))
-            raise ValueError(
-                f"statistics of {site.name} have shape {widths}, the model has "
-                f"{site.hidden_size} neurons"
+            raise StatisticsError(
+                f"statistics of {site.name} have shape {widths}, the model has {site.width} neurons"
             )
     extra = sorted(set(stats) - {s.name for s in sites})
     if extra:
@@ -63,28 +79,28 @@ def _check_plan(sites: list[MLPSite], plan: PruningPlan) -> None:
     names = {site.name for site in sites}
     extra = sorted(set(plan.sites) - names)
     if extra:
-        raise ValueError(f"plan does not fit the model: it has no MLP {extra[0]!r}")
+        raise PlanError(f"plan does not fit the model: it has no MLP {extra[0]!r}")
     for site in sites:
         entry = plan.sites.get(site.name)
-        if entry is None or entry.width != site.hidden_size:
+        if entry is None or entry.width != site.width:
             found = "missing" if entry is None else f"width {entry.width}"
-            raise ValueError(
-                f"plan does not fit the model: {site.name} has width {site.hidden_size}, "
+            raise PlanError(
+                f"plan does not fit the model: {site.name} has width {site.width}, "
                 f"plan entry {found}"
             )
         keep = entry.keep
         if not all(isinstance(i, int) for i in keep) or any(
             a >= b for a, b in itertools.pairwise(keep)
         ):
-            raise ValueError(f"plan entry of {site.name}: keep must be increasing integers")
+            raise PlanError(f"plan entry of {site.name}: keep must be increasing integers")
         if keep and (keep[0] < 0 or keep[-1] >= entry.width):
-            raise ValueError(f"plan entry of {site.name}: keep indices outside [0, {entry.width})")
+            raise PlanError(f"plan entry of {site.name}: keep indices outside [0, {entry.width})")
         if not keep:
-            raise ValueError(f"plan entry of {site.name} keeps no neuron")
+            raise PlanError(f"plan entry of {site.name} keeps no neuron")
         if len(entry.fold_mean) != entry.width - len(keep) or not all(
             math.isfinite(m) for m in entry.fold_mean
         ):
-            raise ValueError(
+            raise PlanError(
                 f"plan entry of {site.name}: fold_mean must hold one finite value per "
                 "removed neuron"
             )
@@ -103,23 +119,29 @@ def magnitude_scores(model: nn.Module) -> dict[str, torch.Tensor]:
     return scores
 
 
-def apply_plan(model: nn.Module, plan: PruningPlan, compensate: bool = True) -> dict[str, int]:
+def apply_plan(
+    model: nn.Module, plan: PruningPlan, compensate: bool | None = None
+) -> dict[str, int]:
     """Apply a :class:`PruningPlan` to ``model`` in place.
 
     Args:
         model: The model the plan was made for (every site must have the plan's width).
         plan: From :func:`vbprune.plan_pruning` (or :meth:`PruningPlan.from_dict`).
         compensate: Fold the removed neurons' means into fc2's bias (the paper's
-            mean-shift compensation). ``False`` only drops them (ablation).
+            mean-shift compensation); ``False`` only drops them (ablation). Default: what
+            the plan's config says.
 
     Returns:
         The new hidden width per site.
 
     Raises:
-        ValueError: before anything is modified, if the plan does not fit the model.
+        PlanError: (a ``ValueError``) before anything is modified, if the plan does not
+            fit the model.
     """
     sites = find_mlp_sites(model)
     _check_plan(sites, plan)
+    if compensate is None:
+        compensate = plan.config.compensate
     with torch.no_grad():
         for site in sites:
             entry = plan.sites[site.name]
@@ -127,21 +149,23 @@ def apply_plan(model: nn.Module, plan: PruningPlan, compensate: bool = True) -> 
                 continue
             if compensate:
                 pruned = torch.tensor(entry.pruned, dtype=torch.int64)
-                mean = torch.tensor(entry.fold_mean, dtype=torch.float64)
-                fold_means_into_bias(site.fc2, pruned, mean)
-            shrink_mlp(site, torch.tensor(entry.keep, dtype=torch.int64))
-    return {site.name: site.hidden_size for site in sites}
+                site.fold(pruned, torch.tensor(entry.fold_mean, dtype=torch.float64))
+            site.shrink(torch.tensor(entry.keep, dtype=torch.int64))
+    return {site.name: site.width for site in sites}
 
 
 def prune_model(
     model: nn.Module,
     stats: Mapping[str, NeuronStats],
-    ratio: float,
-    scope: str = "global",
-    compensate: bool = True,
-    min_keep: int = 1,
-    round_to: int = 1,
-    criterion: str = "variance",
+    ratio: float | None = None,
+    scope: str | None = None,
+    compensate: bool | None = None,
+    min_keep: int | None = None,
+    round_to: int | None = None,
+    criterion: str | None = None,
+    seed: int | None = None,
+    *,
+    config: PruningConfig | None = None,
 ) -> PruningResult:
     """Variance-based pruning of every MLP of ``model``, in place.
 
@@ -149,32 +173,42 @@ def prune_model(
     with ``compensate``, folds their mean activations into the next layer's bias, so a
     neuron with constant activation is removed without changing the output.
 
+    Options come either as one ``config`` (``prune_model(model, stats,
+    config=PruningConfig(ratio=0.5))``) or as keywords (``prune_model(model, stats,
+    ratio=0.5)``); options left unset take the :class:`~vbprune.PruningConfig` defaults.
+
     Args:
         model: A supported timm or transformers model.
         stats: Calibration statistics of this model (:class:`~vbprune.ActivationStats`).
         ratio: Fraction of MLP hidden neurons to remove, in [0, 1).
-        scope: ``"global"`` (the paper's ranking over all MLPs) or ``"layer"``.
-        compensate: Fold removed means into fc2's bias (mean-shift compensation).
-        min_keep: No MLP keeps fewer neurons than this.
+        scope: ``"global"`` (the paper's ranking over all MLPs, default) or ``"layer"``.
+        compensate: Fold removed means into fc2's bias (mean-shift compensation; default).
+        min_keep: No MLP keeps fewer neurons than this (default 1).
         round_to: Kept widths are multiples of this (hardware-friendly), total kept as
-            close as possible to the target.
-        criterion: ``"variance"`` (the method), or the baselines ``"random"`` and
-            ``"magnitude"`` (:func:`magnitude_scores`).
+            close as possible to the target (default 1).
+        criterion: ``"variance"`` (the method, default), or the baselines ``"random"``
+            and ``"magnitude"`` (:func:`magnitude_scores`).
+        seed: Seed of the ``"random"`` criterion (default 0).
+        config: All options at once, instead of the keywords above.
 
     Returns:
         A :class:`PruningResult` with the plan and the widths before and after.
 
     Raises:
-        ValueError: before anything is modified, for a ratio outside [0, 1), an unknown
-            scope, statistics missing a site or of the wrong width, or an unsupported
-            model (:class:`~vbprune.UnsupportedModelError`).
+        ConfigError: (a ``ValueError``) before anything is modified, for a ratio outside
+            [0, 1), an unknown scope or criterion, or options given twice.
+        StatisticsError: statistics missing a site or of the wrong width.
+        UnsupportedModelError: a model vbprune cannot prune.
     """
-    validate_options(ratio, scope, min_keep, round_to)
+    config = resolve_config(
+        config, ratio=ratio, scope=scope, compensate=compensate, min_keep=min_keep,
+        round_to=round_to, criterion=criterion, seed=seed,
+    )  # fmt: skip
     sites = find_mlp_sites(model)
     check_stats(sites, stats)
-    original = {site.name: site.hidden_size for site in sites}
+    original = {site.name: site.width for site in sites}
     ordered = {site.name: stats[site.name] for site in sites}
-    scores = magnitude_scores(model) if criterion == "magnitude" else None
-    plan = plan_pruning(ordered, ratio, scope, min_keep, round_to, criterion, scores=scores)
-    hidden_sizes = apply_plan(model, plan, compensate=compensate)
-    return PruningResult(plan, original, hidden_sizes)
+    scores = magnitude_scores(model) if config.criterion == "magnitude" else None
+    plan = plan_pruning(ordered, scores=scores, config=config)
+    widths = apply_plan(model, plan)
+    return PruningResult(plan, original, widths)

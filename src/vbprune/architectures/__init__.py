@@ -1,12 +1,20 @@
-"""Architecture adapters: the only code that knows module paths of each model family."""
+"""Architecture adapters: the only code that knows where each framework keeps its MLPs.
+
+``backend`` says which library a model is from; ``timm`` and ``hf`` find the MLP sites of
+each; ``site.MLPSite`` applies the core surgery to one of them; ``widths`` resizes a
+freshly built model to recorded widths; ``interface`` knows each backend's input size
+and output format. Nothing here imports timm or transformers at module level.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from .hf import HF_FAMILIES, find_hf_sites, is_hf_model
-from .site import MLPSite, UnsupportedModelError
-from .timm import TIMM_FAMILIES, find_timm_sites, is_timm_model
+from ..core.errors import UnsupportedModelError
+from .backend import Backend, model_backend
+from .hf import HF_FAMILIES, find_hf_sites
+from .site import MLPSite
+from .timm import TIMM_FAMILIES, find_timm_sites
 
 SUPPORTED_FAMILIES = (
     "timm VisionTransformer (ViT, DeiT), SwinTransformer, ConvNeXt (v1 incl. conv_mlp, v2); "
@@ -28,25 +36,33 @@ def find_mlp_sites(model: nn.Module) -> list[MLPSite]:
         UnsupportedModelError: (a ``ValueError``) naming the model class and listing the
             supported families.
     """
-    if is_timm_model(model):
-        sites = find_timm_sites(model)
-    elif is_hf_model(model):
-        sites = find_hf_sites(model)
-    else:
-        raise UnsupportedModelError(
-            f"vbprune does not support {type(model).__module__}.{type(model).__name__}. "
-            f"Supported: {SUPPORTED_FAMILIES}."
-        )
-    if not sites:
-        raise UnsupportedModelError(f"no MLP found in {type(model).__name__}")
+    finder = {"timm": find_timm_sites, "transformers": find_hf_sites}.get(model_backend(model))
+    try:
+        if finder is None:
+            raise UnsupportedModelError(
+                f"vbprune does not support {type(model).__module__}.{type(model).__name__}"
+            )
+        sites = finder(model)
+        if not sites:
+            raise UnsupportedModelError(f"no MLP found in {type(model).__name__}")
+    except UnsupportedModelError as error:  # every refusal says what would be accepted
+        raise UnsupportedModelError(f"{error}. Supported: {SUPPORTED_FAMILIES}.") from None
     return sites
+
+
+def mlp_widths(model: nn.Module) -> dict[str, int]:
+    """The hidden width of every MLP of ``model``, by site name, in forward order."""
+    return {site.name: site.width for site in find_mlp_sites(model)}
 
 
 __all__ = [
     "HF_FAMILIES",
     "SUPPORTED_FAMILIES",
     "TIMM_FAMILIES",
+    "Backend",
     "MLPSite",
     "UnsupportedModelError",
     "find_mlp_sites",
+    "mlp_widths",
+    "model_backend",
 ]

@@ -9,25 +9,18 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..core.errors import UnsupportedModelError
 from ..hf_remote.layouts import MLP_LAYOUTS, base_model_type
-from .site import MLPSite, UnsupportedModelError
+from .backend import model_backend
+from .site import MLPSite
 
 HF_FAMILIES = tuple(MLP_LAYOUTS)
 
 
 def _model_type(model: nn.Module) -> str | None:
-    config = getattr(model, "config", None)
-    # Any transformers model, or a subclass of one defined elsewhere (our pruned models).
-    if config is None or not any(
-        cls.__module__.startswith("transformers.") for cls in type(model).__mro__
-    ):
+    if model_backend(model) != "transformers":
         return None
-    return base_model_type(getattr(config, "model_type", None))
-
-
-def is_hf_model(model: nn.Module) -> bool:
-    """True when ``model`` is a transformers model of a supported family."""
-    return _model_type(model) in MLP_LAYOUTS
+    return base_model_type(getattr(model.config, "model_type", None))
 
 
 def find_hf_sites(model: nn.Module) -> list[MLPSite]:

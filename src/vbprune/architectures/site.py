@@ -1,14 +1,13 @@
-"""The record that says where one prunable MLP lives in a model (torch only)."""
+"""The record that says where one prunable MLP lives in a model, and how to shrink it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
-
-class UnsupportedModelError(ValueError):
-    """Raised when vbprune does not know where a model's MLPs are."""
+from ..core import surgery
+from ..core.compat import RenamedAttribute
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,8 +30,10 @@ class MLPSite:
     grn: nn.Module | None = None
     module: nn.Module | None = None
 
+    hidden_size = RenamedAttribute("width")  # vbprune 0.1's name
+
     @property
-    def hidden_size(self) -> int:
+    def width(self) -> int:
         """Current number of hidden neurons (rows of ``fc1``)."""
         return int(self.fc1.weight.shape[0])
 
@@ -40,3 +41,14 @@ class MLPSite:
     def is_conv(self) -> bool:
         """True when the MLP is made of 1x1 convolutions (channels on dim 1, NCHW)."""
         return isinstance(self.fc2, nn.Conv2d)
+
+    def fold(self, pruned: Tensor, mean: Tensor) -> None:
+        """Fold the mean activations ``mean`` of neurons ``pruned`` into fc2's bias."""
+        surgery.fold_means_into_bias(self.fc2, pruned, mean)
+
+    def shrink(self, keep: Tensor) -> None:
+        """Keep only the hidden neurons ``keep`` (sorted indices), in place."""
+        channel_modules = [self.grn] if self.grn is not None else []
+        surgery.shrink_mlp(self.fc1, self.fc2, keep, channel_modules)
+        if self.module is not None and hasattr(self.module, "hidden_features"):
+            self.module.hidden_features = self.width  # timm's Mlp records its width

@@ -11,7 +11,8 @@ import re
 
 from torch import nn
 
-from .site import MLPSite, UnsupportedModelError
+from ..core.errors import UnsupportedModelError
+from .site import MLPSite
 
 # model class name (matched against the class and its bases) -> MLP module path pattern
 TIMM_FAMILIES: dict[str, str] = {
@@ -27,11 +28,6 @@ def _family(model: nn.Module) -> str | None:
         if cls.__module__.startswith("timm.") and cls.__name__ in TIMM_FAMILIES:
             return cls.__name__
     return None
-
-
-def is_timm_model(model: nn.Module) -> bool:
-    """True when ``model`` is a timm model of a supported family."""
-    return _family(model) is not None
 
 
 def find_timm_sites(model: nn.Module) -> list[MLPSite]:

@@ -2,7 +2,8 @@
 
 Variance-Based Pruning removes MLP hidden neurons, so every block has its own MLP width.
 Each class here is the stock transformers class whose MLPs are resized to the widths in
-``config.mlp_hidden_sizes`` (one per MLP, in forward order) before the weights load.
+``config.mlp_widths`` (one per MLP, in forward order) before the weights load; configs
+written by vbprune 0.1 name them ``mlp_hidden_sizes``.
 This file and ``layouts.py`` import only torch and transformers: they are saved next to
 the weights, and ``trust_remote_code=True`` loads the model without vbprune installed.
 """
@@ -33,7 +34,7 @@ def resize_mlps(model: nn.Module, widths) -> None:
     widths = list(widths)
     if len(widths) != len(holders):
         raise ValueError(
-            f"config.mlp_hidden_sizes has {len(widths)} widths, the model has {len(holders)} MLPs"
+            f"config.mlp_widths has {len(widths)} widths, the model has {len(holders)} MLPs"
         )
     for module, width in zip(holders, widths):
         fc1, fc2 = getattr(module, fc1_name), getattr(module, fc2_name)
@@ -53,13 +54,14 @@ class _Pruned:
 
     def __init__(self, config):
         super().__init__(config)
-        if getattr(config, "mlp_hidden_sizes", None):
-            resize_mlps(self, config.mlp_hidden_sizes)
+        widths = getattr(config, "mlp_widths", None) or getattr(config, "mlp_hidden_sizes", None)
+        if widths:
+            resize_mlps(self, widths)
 
 
 class VBPruneViTConfig(ViTConfig):
     model_type = "vbprune_vit"
-    mlp_hidden_sizes: list[int] | None = None
+    mlp_widths: list[int] | None = None
 
 
 class VBPruneViTForImageClassification(_Pruned, ViTForImageClassification):
@@ -68,7 +70,7 @@ class VBPruneViTForImageClassification(_Pruned, ViTForImageClassification):
 
 class VBPruneDeiTConfig(DeiTConfig):
     model_type = "vbprune_deit"
-    mlp_hidden_sizes: list[int] | None = None
+    mlp_widths: list[int] | None = None
 
 
 class VBPruneDeiTForImageClassification(_Pruned, DeiTForImageClassification):
@@ -77,7 +79,7 @@ class VBPruneDeiTForImageClassification(_Pruned, DeiTForImageClassification):
 
 class VBPruneDeiTDistilledConfig(DeiTConfig):
     model_type = "vbprune_deit_distilled"
-    mlp_hidden_sizes: list[int] | None = None
+    mlp_widths: list[int] | None = None
 
 
 class VBPruneDeiTForImageClassificationWithTeacher(_Pruned, DeiTForImageClassificationWithTeacher):
@@ -86,7 +88,7 @@ class VBPruneDeiTForImageClassificationWithTeacher(_Pruned, DeiTForImageClassifi
 
 class VBPruneSwinConfig(SwinConfig):
     model_type = "vbprune_swin"
-    mlp_hidden_sizes: list[int] | None = None
+    mlp_widths: list[int] | None = None
 
 
 class VBPruneSwinForImageClassification(_Pruned, SwinForImageClassification):
@@ -95,7 +97,7 @@ class VBPruneSwinForImageClassification(_Pruned, SwinForImageClassification):
 
 class VBPruneConvNextConfig(ConvNextConfig):
     model_type = "vbprune_convnext"
-    mlp_hidden_sizes: list[int] | None = None
+    mlp_widths: list[int] | None = None
 
 
 class VBPruneConvNextForImageClassification(_Pruned, ConvNextForImageClassification):
@@ -104,7 +106,7 @@ class VBPruneConvNextForImageClassification(_Pruned, ConvNextForImageClassificat
 
 class VBPruneConvNextV2Config(ConvNextV2Config):
     model_type = "vbprune_convnextv2"
-    mlp_hidden_sizes: list[int] | None = None
+    mlp_widths: list[int] | None = None
 
 
 class VBPruneConvNextV2ForImageClassification(_Pruned, ConvNextV2ForImageClassification):

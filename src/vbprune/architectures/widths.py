@@ -1,0 +1,52 @@
+"""Give a freshly built model the MLP widths recorded with a pruned checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ..core.errors import CheckpointError
+from . import find_mlp_sites
+
+
+def apply_widths(
+    model: nn.Module,
+    widths: Mapping[str, int],
+    weight_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    where: str = "model",
+) -> None:
+    """Resize every MLP of a freshly built model to ``widths`` before loading weights.
+
+    With ``weight_shapes`` (name -> shape of the saved tensors) the widths are checked
+    against the weights first, and fc2 gets a bias where the saved weights have one.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) for widths of MLPs the model does not have,
+            widths out of range, or widths that disagree with ``weight_shapes``.
+    """
+    sites = {site.name: site for site in find_mlp_sites(model)}
+    if set(widths) != set(sites):
+        raise CheckpointError(
+            f"{where}: recorded widths are for MLPs {sorted(set(widths) ^ set(sites))[:3]}... "
+            "that this architecture does not have (or lacks)"
+        )
+    fc_names = {id(m): n for n, m in model.named_modules()}
+    for name, width in widths.items():
+        site = sites[name]
+        fc1_name, fc2_name = fc_names[id(site.fc1)], fc_names[id(site.fc2)]
+        if weight_shapes is not None:
+            saved = weight_shapes.get(f"{fc1_name}.weight")
+            if saved is None or saved[0] != width:
+                raise CheckpointError(
+                    f"{where}: {name} is recorded with width {width}, but its weights "
+                    f"{fc1_name}.weight have shape {saved}"
+                )
+        if not 1 <= width <= site.width:
+            raise CheckpointError(f"{where}: width {width} of {name} is outside [1, {site.width}]")
+        with torch.no_grad():
+            site.shrink(torch.arange(width))  # right shapes; the values load next
+            if site.fc2.bias is None and weight_shapes and f"{fc2_name}.bias" in weight_shapes:
+                weight = site.fc2.weight
+                site.fc2.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype))

@@ -1,0 +1,66 @@
+"""Argument groups several commands share (standard library and light vbprune only)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ..core.config import SCOPES, PruningConfig
+from ..io.model_specs import MODEL_SPEC_HELP
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+_CONFIG_HELP = {f.name: f.metadata["help"] for f in fields(PruningConfig)}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--pretrained/--no-pretrained`` and ``--dtype``."""
+    parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
+    parser.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="load trained weights (--no-pretrained: architecture only)",
+    )
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model precision")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The dataset, split, sample count and loader options of calibration/evaluation."""
+    group = parser.add_argument_group("calibration data")
+    group.add_argument(
+        "--dataset",
+        required=required,
+        help="Hub dataset id (ImageNet: ILSVRC/imagenet-1k) or a folder ROOT with "
+        "ROOT/train/<class>/* and ROOT/val/<class>/*",
+    )
+    group.add_argument("--split", default="train", help="split to calibrate on")
+    group.add_argument("--num-samples", type=int, default=None, help="images (default: all)")
+    group.add_argument("--batch-size", type=int, default=64, help="images per process step")
+    group.add_argument("--num-workers", type=int, default=4, help="data-loading workers")
+    group.add_argument("--image-column", default="image")
+    group.add_argument("--label-column", default="label")
+    group.add_argument("--streaming", action="store_true", help="stream a Hub dataset")
+    group.add_argument("--seed", type=int, default=0, help="shuffle seed before sampling")
+
+
+def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
+    """The :class:`~vbprune.PruningConfig` options, with the config's own help texts."""
+    group = parser.add_argument_group("pruning (vbprune.PruningConfig)")
+    group.add_argument("--ratio", type=float, required=True, help=_CONFIG_HELP["ratio"])
+    group.add_argument("--scope", choices=SCOPES, default="global", help=_CONFIG_HELP["scope"])
+    group.add_argument("--round-to", type=int, default=1, help=_CONFIG_HELP["round_to"])
+    group.add_argument("--min-keep", type=int, default=1, help=_CONFIG_HELP["min_keep"])
+    group.add_argument(
+        "--compensate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=_CONFIG_HELP["compensate"] + " (--no-compensate: the ablation)",
+    )
+
+
+def pruning_config(args: argparse.Namespace) -> PruningConfig:
+    """The validated :class:`~vbprune.PruningConfig` of parsed pruning arguments."""
+    return PruningConfig(
+        ratio=args.ratio, scope=args.scope, min_keep=args.min_keep, round_to=args.round_to,
+        compensate=args.compensate,
+    )  # fmt: skip

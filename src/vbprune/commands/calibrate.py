@@ -1,0 +1,38 @@
+"""``vbprune calibrate``: record post-activation MLP statistics on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..core.errors import OutputExistsError
+from .arguments import add_data_arguments, add_model_arguments
+
+HELP = "record post-activation MLP statistics on a dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``vbprune calibrate``."""
+    add_model_arguments(parser)
+    add_data_arguments(parser, required=True)
+    parser.add_argument("--output", required=True, help="statistics file (.safetensors)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Statistics of every MLP, merged over processes, written to ``--output``."""
+    from .runtime import calibrate, make_accelerator, prepare_model
+
+    accelerator = make_accelerator()
+    output = Path(args.output)
+    if output.is_dir():
+        raise OutputExistsError(f"--output {output} is a folder; give a .safetensors file path")
+    blocking = next((p for p in output.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputExistsError(f"cannot write {output}: {blocking} is a file")
+    model = prepare_model(args, accelerator)
+    stats, info = calibrate(args, model, accelerator)
+    if accelerator.is_main_process:
+        stats.save(output)
+        print(f"wrote statistics of {len(stats)} MLPs ({info['seconds']} s) to {output}")
+    accelerator.wait_for_everyone()
+    return 0

@@ -1,0 +1,89 @@
+"""``vbprune evaluate``: top-1/top-5, loss, size and latency of a model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .arguments import add_data_arguments, add_model_arguments
+
+HELP = "top-1/top-5, loss, size and latency of a model on a dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``vbprune evaluate``."""
+    add_model_arguments(parser)
+    add_data_arguments(parser, required=True)
+    parser.set_defaults(split="validation")
+    parser.add_argument("--latency-repeats", type=int, default=10, help="timed forwards")
+    parser.add_argument("--output", default="evaluation", help="folder for the report")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write ``report.json`` and ``report.md`` with accuracy, size and latency."""
+    import json
+    import time
+
+    import torch
+
+    from ..architectures.interface import input_size
+    from ..evaluation.accuracy import evaluate_model
+    from ..evaluation.counting import count_macs, count_params
+    from ..evaluation.latency import device_name, measure_latency
+    from ..io.folders import atomic_directory, check_output_directory
+    from .runtime import image_loader, make_accelerator, prepare_model
+
+    check_output_directory(args.output, args.overwrite)
+    accelerator = make_accelerator()
+    model = prepare_model(args, accelerator)
+    loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=True)
+    start = time.perf_counter()
+    metrics = evaluate_model(model, loader, accelerator)
+    seconds = time.perf_counter() - start
+    size = input_size(model)
+    param = next(model.parameters())
+    batch = torch.zeros((args.batch_size, *size), device=param.device, dtype=param.dtype)
+    report = {
+        "model": args.model,
+        "dataset": str(args.dataset),
+        "split": args.split,
+        **metrics,
+        "params": count_params(model),
+        "macs": count_macs(model, size),
+        "input_size": list(size),
+        "latency": {
+            "batch_size": args.batch_size,
+            "seconds": measure_latency(model, batch, args.latency_repeats),
+            "device": device_name(param.device),
+            "dtype": args.dtype,
+        },
+        "processes": accelerator.num_processes,
+        "evaluation_s": round(seconds, 3),
+    }
+    if accelerator.is_main_process:
+        table = markdown_table(report)
+        with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
+            (tmp / "report.json").write_text(json.dumps(report, indent=2))
+            (tmp / "report.md").write_text(table)
+        print(table)
+    accelerator.wait_for_everyone()
+    return 0
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The evaluation report as a two-column Markdown table."""
+    latency = report["latency"]
+    rows = [
+        ("model", report["model"]),
+        ("data", f"{report['dataset']} / {report['split']} ({report['samples']} images)"),
+        ("top-1", f"{100 * report['top1_accuracy']:.2f} %"),
+        ("top-5", f"{100 * report['top5_accuracy']:.2f} %" if "top5_accuracy" in report else "-"),
+        ("loss", f"{report['loss']:.4f}"),
+        ("params", f"{report['params'] / 1e6:.2f} M"),
+        ("MACs", f"{report['macs'] / 1e9:.3f} G at {'x'.join(map(str, report['input_size']))}"),
+        ("latency", f"{latency['seconds'] * 1e3:.2f} ms per batch of {latency['batch_size']} "
+                    f"({latency['device']}, {latency['dtype']})"),
+    ]  # fmt: skip
+    lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join(lines) + "\n"

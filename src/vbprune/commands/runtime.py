@@ -1,0 +1,67 @@
+"""What several commands do once their arguments are parsed: start accelerate, load the
+model, build a loader, calibrate. Imported by the commands' ``run`` only (it loads torch)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from ..calibration import VarianceCalibrator, check_process_count
+from ..core.statistics import ActivationStats
+from ..data import ImageCollator, image_transform, load_image_dataset, make_loader
+from ..io.model_specs import load_model
+
+
+def make_accelerator() -> Accelerator:
+    """An ``Accelerator`` checked to span every launched process, before anything loads."""
+    accelerator = Accelerator()
+    check_process_count(accelerator)
+    return accelerator
+
+
+def prepare_model(args: argparse.Namespace, accelerator: Accelerator) -> torch.nn.Module:
+    """``--model`` loaded, on the accelerator's device in ``--dtype``, in eval mode."""
+    model = load_model(args.model, pretrained=args.pretrained)
+    return model.to(accelerator.device, getattr(torch, args.dtype)).eval()
+
+
+def image_loader(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    split: str,
+    num_samples: int | None,
+    labels: bool,
+) -> torch.utils.data.DataLoader:
+    """A loader of this process's shard of ``split``, preprocessed for ``model``."""
+    label_column = args.label_column if labels else None
+    dataset = load_image_dataset(
+        args.dataset, split, image_column=args.image_column, label_column=label_column,
+        num_samples=num_samples, streaming=args.streaming, shuffle_seed=args.seed,
+    )  # fmt: skip
+    collate = ImageCollator(image_transform(model), args.image_column, label_column)
+    return make_loader(dataset, collate, args.batch_size, args.num_workers, accelerator)
+
+
+def calibrate(
+    args: argparse.Namespace, model: torch.nn.Module, accelerator: Accelerator
+) -> tuple[ActivationStats, dict[str, Any]]:
+    """Statistics of ``model`` on ``--dataset``/``--split``, and what the report records."""
+    loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=False)
+    start = time.perf_counter()
+    stats = VarianceCalibrator(model, accelerator=accelerator).run(loader)
+    seconds = time.perf_counter() - start
+    first = next(iter(stats.values()))
+    info = {
+        "dataset": str(args.dataset),
+        "split": args.split,
+        "num_samples_requested": args.num_samples,
+        "samples_first_mlp": first.count,
+        "processes": accelerator.num_processes,
+        "seconds": round(seconds, 3),
+    }
+    return stats, info

@@ -1,0 +1,48 @@
+"""``vbprune sweep``: the paper's ablation at small scale on the digits ViT.
+
+One calibration, then pruning at many ratios with variance, random and weight-magnitude
+selection, each with and without the mean fold (:func:`vbprune.evaluation.sweep.sweep`);
+writes ``sweep.png``, ``sweep.md`` and ``sweep.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.config import CRITERIA, PruningConfig
+
+HELP = "accuracy vs size over ratios and criteria (digits)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``vbprune sweep``."""
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.8, 0.9])
+    p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA))
+    p.add_argument("--output", default="vbprune-sweep", help="folder for sweep.png and the table")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sweep the digits ViT; write sweep.png, sweep.md and sweep.json."""
+    import json
+
+    from .._digits import accuracy, load_digits_tensors, trained_digits_vit
+    from ..architectures.interface import input_size
+    from ..calibration import VarianceCalibrator
+    from ..evaluation.sweep import plot, sweep, table
+    from ..io.folders import atomic_directory
+
+    for ratio in args.ratios:  # every ratio checked before the work
+        PruningConfig(ratio)
+    train_x, train_y, test_x, test_y = load_digits_tensors()
+    model = trained_digits_vit(train_x, train_y)
+    stats = VarianceCalibrator(model).run(train_x.split(256))  # once, for every ratio
+    score = lambda m: accuracy(m, test_x, test_y)  # noqa: E731
+    rows = sweep(model, stats, args.ratios, score, input_size(model), criteria=args.criteria)
+    with atomic_directory(args.output, overwrite=args.overwrite) as out:
+        plot(rows, out / "sweep.png")
+        (out / "sweep.md").write_text(table(rows))
+        (out / "sweep.json").write_text(json.dumps(rows, indent=2))
+    print(table(rows))
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,121 @@
+"""PruningConfig: every option of one pruning, validated once (standard library only).
+
+The config travels as one object from the command line to :func:`vbprune.prune_model`,
+into the pruning plan, the saved checkpoint's metadata and the prune report, so a pruned
+model always says how it was made. It imports nothing heavy: the command line builds
+its ``--help`` from the field metadata without loading torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
+from typing import Any
+
+from .errors import ConfigError, OptionTypeError
+
+SCOPES = ("global", "layer")
+CRITERIA = ("variance", "random", "magnitude")
+
+
+@dataclass
+class PruningConfig:
+    """How to prune: which share of MLP neurons to remove, ranked how, compensated how.
+
+    Example:
+        >>> config = vbprune.PruningConfig(ratio=0.5, round_to=8)
+        >>> vbprune.prune_model(model, stats, config=config)
+        >>> vbprune.PruningConfig.from_dict(config.to_dict()) == config
+        True
+
+    Raises:
+        ConfigError: (a ``ValueError``) naming the field and its allowed values.
+        OptionTypeError: (a ``TypeError``) for a field of the wrong type.
+    """
+
+    ratio: float = field(metadata={"help": "fraction of MLP hidden neurons removed, in [0, 1)"})
+    scope: str = field(
+        default="global",
+        metadata={"help": "rank neurons over all MLPs together (global, the paper) or per MLP"},
+    )
+    min_keep: int = field(default=1, metadata={"help": "neurons every MLP keeps at least"})
+    round_to: int = field(
+        default=1, metadata={"help": "kept widths are multiples of N (total kept near target)"}
+    )
+    criterion: str = field(
+        default="variance",
+        metadata={"help": "what ranks neurons: variance (the method), random or magnitude"},
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the random criterion"})
+    compensate: bool = field(
+        default=True,
+        metadata={"help": "fold the removed neurons' means into the next layer's bias"},
+    )
+
+    def __post_init__(self) -> None:
+        ratio = self.ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, Real):
+            raise OptionTypeError(f"ratio must be a number in [0, 1), got {ratio!r}")
+        if not (0.0 <= float(ratio) < 1.0):  # also refuses NaN
+            raise ConfigError(f"ratio must be in [0, 1), got {ratio!r}")
+        self.ratio = float(ratio)
+        _check_choice("scope", self.scope, SCOPES)
+        _check_choice("criterion", self.criterion, CRITERIA)
+        for name in ("min_keep", "round_to"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, int(value))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, Integral):
+            raise OptionTypeError(f"seed must be an integer, got {self.seed!r}")
+        self.seed = int(self.seed)
+        if not isinstance(self.compensate, bool):
+            raise OptionTypeError(f"compensate must be True or False, got {self.compensate!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serialisable dict (what checkpoints and reports record)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PruningConfig:
+        """Inverse of :meth:`to_dict`; keys this version does not know are warned of and
+        ignored (a config written by a newer vbprune still loads)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(
+                f"ignoring unknown PruningConfig keys {unknown} (written by a newer vbprune?)",
+                stacklevel=2,
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def resolve_config(config: PruningConfig | None = None, **options: Any) -> PruningConfig:
+    """The config of a call that takes either ``config=`` or the options as keywords.
+
+    Options left at ``None`` are not given; the rest build a :class:`PruningConfig`
+    (which fills in its defaults and validates).
+
+    Raises:
+        ConfigError: if both a config and options are given, or neither gives a ratio.
+        OptionTypeError: if ``config`` is not a :class:`PruningConfig`.
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    if config is None:
+        if "ratio" not in given:
+            raise ConfigError("give a ratio, or config=PruningConfig(ratio=...)")
+        return PruningConfig(**given)
+    if not isinstance(config, PruningConfig):
+        raise OptionTypeError(f"config must be a PruningConfig, got {type(config).__name__}")
+    if given:
+        raise ConfigError(
+            f"give the options either in config or as arguments, not both (got {sorted(given)})"
+        )
+    return config

@@ -1,0 +1,61 @@
+"""DataLoaders over each process's shard: every sample read by exactly one process.
+
+Each process reads its own shard (``split_dataset_by_node``): nothing is padded or
+repeated, so statistics and accuracy count every sample exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from datasets import Dataset, IterableDataset
+
+
+def shard_for_process(
+    dataset: Dataset | IterableDataset, rank: int, world_size: int
+) -> Dataset | IterableDataset:
+    """This process's part of ``dataset``: every sample in exactly one process.
+
+    Map-style: a contiguous block, possibly empty (more processes than samples).
+    Streams: every ``world_size``-th example of the one shuffled (and truncated) stream,
+    so that N processes read the same samples as one.
+    """
+    import datasets
+
+    if world_size == 1:
+        return dataset
+    if isinstance(dataset, datasets.Dataset):
+        size = len(dataset)
+        return dataset.select(range(size * rank // world_size, size * (rank + 1) // world_size))
+    from datasets.distributed import split_dataset_by_node
+
+    return split_dataset_by_node(dataset, rank=rank, world_size=world_size, strategy="examples")
+
+
+def make_loader(
+    dataset: Dataset | IterableDataset,
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    accelerator: Accelerator | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over this process's shard (see :func:`shard_for_process`).
+
+    With a stream and several workers, workers read different stream shards, so which
+    samples a truncated stream yields depends on ``num_workers`` (never on the number
+    of processes); none is read twice.
+    """
+    if accelerator is not None:
+        dataset = shard_for_process(dataset, accelerator.process_index, accelerator.num_processes)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=accelerator is not None and accelerator.device.type == "cuda",
+    )

@@ -1,0 +1,136 @@
+"""Preprocessing: the transform a model expects, applied per example or per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..architectures import model_backend
+from ..architectures.interface import timm_built_size
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def image_transform(model: nn.Module, training: bool = False) -> Callable[[Any], torch.Tensor]:
+    """The preprocessing a model expects: PIL image -> ``(C, H, W)`` tensor.
+
+    timm models use their data config (``resolve_model_data_config``); transformers
+    models their image processor (from ``config._name_or_path``), else resize to
+    ``config.image_size`` with the processor defaults of the family.
+
+    Args:
+        model: A timm or transformers image classifier.
+        training: ``False``: the deterministic evaluation transform. ``True``: timm's
+            training augmentation (random-resized crop, horizontal flip, colour jitter
+            0.4) at the model's input size, mean and std; for fine-tuning.
+    """
+    import timm.data
+
+    if model_backend(model) == "timm":
+        config = timm.data.resolve_model_data_config(model)
+        built_for = timm_built_size(model)
+        if built_for is not None and tuple(config["input_size"][1:]) != built_for:
+            config["input_size"] = (config["input_size"][0], *built_for)
+        return timm.data.create_transform(**config, is_training=training)
+    processor = _hf_image_processor(model)
+    if training:
+        size = processor.crop_size if getattr(processor, "do_center_crop", False) else None
+        size = size or processor.size
+        height = getattr(size, "height", None) or getattr(size, "shortest_edge", None)
+        width = getattr(size, "width", None) or height
+        return timm.data.create_transform(
+            (3, height, width), is_training=True, interpolation="bicubic",
+            mean=tuple(processor.image_mean), std=tuple(processor.image_std),
+        )  # fmt: skip
+
+    def transform(image: Any) -> torch.Tensor:
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    return transform
+
+
+def _hf_image_processor(model: nn.Module):
+    import warnings
+
+    from transformers import AutoImageProcessor
+
+    config = model.config
+    name = getattr(config, "_name_or_path", "") or ""
+    if name:
+        try:
+            return AutoImageProcessor.from_pretrained(name)
+        except (OSError, ValueError):
+            pass
+    # No processor saved with the model: the family's processor at the config's size.
+    from transformers import CONFIG_MAPPING, IMAGE_PROCESSOR_MAPPING
+
+    classes = IMAGE_PROCESSOR_MAPPING[type(CONFIG_MAPPING[config.model_type]())]
+    if isinstance(classes, dict):  # transformers 5: {"torchvision": cls, "pil": cls}
+        classes = list(classes.values())
+    processor_class = next(c for c in classes if c is not None)
+    size = getattr(config, "image_size", 224)
+    warnings.warn(
+        f"no image processor found for {name or config.model_type!r}; using "
+        f"{processor_class.__name__} defaults at {size} px",
+        stacklevel=3,
+    )
+    default = processor_class()
+    options: dict[str, Any] = {}
+    if getattr(default, "do_center_crop", False):  # e.g. DeiT: resize, then crop to size
+        options["crop_size"] = {"height": size, "width": size}
+    # Families spell the size differently (ViT: height/width, ConvNeXt: shortest_edge).
+    if getattr(default.size, "shortest_edge", None) is not None:
+        return processor_class(size={"shortest_edge": size}, **options)
+    return processor_class(size={"height": size, "width": size}, **options)
+
+
+def with_image_transform(
+    dataset: Dataset, transform: Callable[[Any], torch.Tensor], image_column: str = "image"
+) -> Dataset:
+    """``dataset`` whose images become ``pixel_values`` through ``transform`` when read.
+
+    Applied afresh on every access, so a random (training) transform gives new crops
+    every epoch; :class:`ImageCollator` then only stacks. The dataset is not copied.
+    """
+
+    def apply(batch: dict[str, list]) -> dict[str, list]:
+        batch = dict(batch)
+        images = batch.pop(image_column)
+        batch["pixel_values"] = [transform(image.convert("RGB")) for image in images]
+        return batch
+
+    return dataset.with_transform(apply)
+
+
+class ImageCollator:
+    """Turn raw examples into ``{"pixel_values": (B, C, H, W), "labels": (B,)}``.
+
+    Examples that already hold ``pixel_values`` (see :func:`with_image_transform`) are
+    stacked as they are.
+    """
+
+    def __init__(
+        self,
+        transform: Callable[[Any], torch.Tensor],
+        image_column: str = "image",
+        label_column: str | None = "label",
+    ):
+        self.transform = transform
+        self.image_column = image_column
+        self.label_column = label_column
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        images = [
+            ex["pixel_values"]
+            if "pixel_values" in ex
+            else self.transform(ex[self.image_column].convert("RGB"))
+            for ex in examples
+        ]
+        batch = {"pixel_values": torch.stack(images)}
+        if self.label_column is not None:
+            batch["labels"] = torch.tensor([int(ex[self.label_column]) for ex in examples])
+        return batch

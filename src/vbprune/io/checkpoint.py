@@ -1,0 +1,132 @@
+"""Save and load pruned models: safetensors weights plus every MLP's width in the config.
+
+transformers models are saved as the pruned subclass of their family
+(:mod:`vbprune.io.hf_format`), so stock transformers loads them with
+``trust_remote_code=True``. timm models are saved in timm's format with a ``vbprune``
+section (:mod:`vbprune.io.timm_format`) and load back through :func:`from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..architectures import model_backend
+from ..architectures.widths import apply_widths
+from ..core.errors import MissingInputError, UnsupportedModelError
+from .folders import atomic_directory, is_local_path
+from .hf_format import build_hf, check_hf_config, load_hf, save_hf
+from .metadata import loaded_metadata, merge_sections, pruning_metadata
+from .model_card import write_model_card
+from .timm_format import build_timm, load_timm, save_timm
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a (pruned) model to ``directory``, created atomically; safetensors only.
+
+    Args:
+        model: A supported timm or transformers model, pruned or not.
+        directory: Output folder (must be empty or absent unless ``overwrite``).
+        metadata: Extra entries of the config's ``vbprune`` section (base_model,
+            pruning, report, ...; see :mod:`vbprune.io.metadata`).
+        model_args: timm only: the keyword arguments the base architecture was created
+            with (default: what :func:`vbprune.io.model_specs.load_model` recorded, else
+            ``num_classes`` and ``img_size`` read off the model).
+        overwrite: Replace a non-empty ``directory``.
+
+    Returns:
+        The folder written, with a model card (``README.md``).
+
+    Raises:
+        OutputExistsError: ``directory`` is not empty and ``overwrite`` is not set.
+        CheckpointError: a model that would not load back as saved.
+        UnsupportedModelError: a model of neither timm nor transformers.
+    """
+    backend = model_backend(model)
+    if backend is None:
+        raise UnsupportedModelError(
+            f"cannot save {type(model).__name__}: neither a timm nor a transformers model"
+        )
+    # A model loaded from a checkpoint keeps what it was saved with (pruning, report, ...);
+    # new metadata wins, widths and version are always the current ones.
+    section = merge_sections(loaded_metadata(model), metadata or {})
+    for key in ("widths", "library_version"):
+        section.pop(key, None)
+    section = pruning_metadata(model, **section)
+    with atomic_directory(directory, overwrite=overwrite) as tmp:
+        if backend == "timm":
+            save_timm(model, tmp, section, model_args)
+        else:
+            save_hf(model, tmp, section)
+        write_model_card(tmp, Path(directory).name)
+    return Path(directory)
+
+
+def _read_config(path_or_id: str, revision: str | None) -> tuple[Path, dict[str, Any]]:
+    local = Path(path_or_id).expanduser()
+    if local.is_dir():
+        folder = local
+    elif is_local_path(path_or_id):
+        raise MissingInputError(f"model folder not found: {path_or_id}")
+    else:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(path_or_id, revision=revision))
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise MissingInputError(f"{path_or_id} has no config.json: not a saved model")
+    return folder, json.loads(config_path.read_text())
+
+
+def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:
+    """Load a pruned (or plain) model saved by :func:`save_pretrained`, in eval mode.
+
+    Args:
+        path_or_repo_id: A local folder or a Hub repo id.
+        revision: Branch, tag or commit on the Hub.
+
+    Raises:
+        MissingInputError: (a ``FileNotFoundError``) no folder, no ``config.json`` or no
+            ``model.safetensors``.
+        CheckpointError: (a ``ValueError``) weights whose shapes do not match the
+            recorded widths, or a config of a family vbprune does not know.
+    """
+    folder, config = _read_config(str(path_or_repo_id), revision)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise MissingInputError(f"{path_or_repo_id} has no model.safetensors")
+    if "architecture" in config:  # timm's format
+        return load_timm(folder, config, weights)
+    check_hf_config(config, str(path_or_repo_id))
+    return load_hf(folder, str(path_or_repo_id))
+
+
+def build_architecture(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:
+    """The architecture of a model saved by :func:`save_pretrained`, with random weights.
+
+    A pruned model is built with its recorded MLP widths, so its shapes, parameter count
+    and MACs are those of the saved model; no weights are read (for sizing and latency).
+
+    Raises:
+        MissingInputError: no ``config.json``.
+        CheckpointError: a config of a family vbprune does not know, or widths it cannot
+            have.
+    """
+    folder, config = _read_config(str(path_or_repo_id), revision)
+    if "architecture" in config:  # timm's format
+        model, section = build_timm(folder, config)
+        if section is not None:
+            apply_widths(model, section["widths"], where=str(folder))
+        return model.eval()
+    check_hf_config(config, str(path_or_repo_id))
+    return build_hf(folder)

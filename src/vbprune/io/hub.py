@@ -1,0 +1,87 @@
+"""Push pruned models to the Hugging Face Hub (loading by repo id: vbprune.from_pretrained)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..core.errors import MissingInputError
+from .checkpoint import save_pretrained
+from .model_card import write_model_card
+
+_EXTRA_FILES = ("report.json", "plan.json")  # from a `vbprune prune` output folder
+
+
+def _model_folder(directory: Path) -> Path:
+    for candidate in (directory, directory / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise MissingInputError(f"{directory} holds no saved model (no config.json, no model/)")
+
+
+def push_folder(
+    directory: str | Path,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload model pruned with vbprune",
+    revision: str | None = None,
+) -> str:
+    """Upload a saved pruned model (or a ``vbprune prune`` output folder) to the Hub.
+
+    The model card is rendered for ``repo_id``; ``report.json`` and ``plan.json`` of a
+    prune output go along. Returns the commit URL.
+    """
+    from huggingface_hub import HfApi
+
+    directory = Path(directory)
+    folder = _model_folder(directory)
+    with tempfile.TemporaryDirectory() as staging:
+        staged = Path(staging) / "upload"
+        shutil.copytree(folder, staged)
+        for name in _EXTRA_FILES:
+            if (directory / name).is_file() and directory != folder:
+                shutil.copy2(directory / name, staged / name)
+        write_model_card(staged, repo_id)
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
+        commit = api.upload_folder(
+            folder_path=str(staged), repo_id=repo_id, commit_message=commit_message,
+            revision=revision, token=token,
+        )  # fmt: skip
+    return str(commit)
+
+
+def push_to_hub(
+    model: nn.Module,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    commit_message: str = "Upload model pruned with vbprune",
+    revision: str | None = None,
+) -> str:
+    """Save ``model`` (see :func:`vbprune.save_pretrained`) with a model card and push it.
+
+    Args:
+        model: A (pruned) supported timm or transformers model.
+        repo_id: ``user/name`` on the Hub; created if missing.
+        private: Create the repo private.
+        token: Hub token (default: the logged-in one).
+        metadata: Extra ``vbprune`` config entries (base_model, ratio, report, speedup).
+        commit_message: Message of the upload commit.
+        revision: Branch to push to.
+
+    Returns:
+        The commit URL.
+    """
+    with tempfile.TemporaryDirectory() as staging:
+        folder = save_pretrained(model, Path(staging) / "model", metadata=metadata)
+        return push_folder(folder, repo_id, private, token, commit_message, revision)

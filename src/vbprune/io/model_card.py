@@ -1,0 +1,150 @@
+"""Model cards for pruned models: rendered from ``model_cards/vbprune.md``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import CheckpointError
+from .metadata import SECTION, upgrade_section
+
+TEMPLATE = "vbprune.md"
+
+
+def template_path() -> Path:
+    """The card template: packaged with a built wheel, or ``model_cards/`` of a checkout."""
+    package = Path(__file__).resolve().parents[1]  # src/vbprune (or site-packages/vbprune)
+    for folder in (package / "model_cards", package.parents[1] / "model_cards"):
+        if (folder / TEMPLATE).is_file():
+            return folder / TEMPLATE
+    raise FileNotFoundError(f"model card template {TEMPLATE} not found")
+
+
+def _millions(value: int | None) -> str:
+    return "unknown" if value is None else f"{value / 1e6:.2f} M"
+
+
+def _giga(value: int | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"{value / 1e9:.2f} G" if value >= 1e8 else f"{value / 1e6:.2f} M"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def _pruned_percent(original: Mapping[str, int], widths: Mapping[str, int], ratio) -> str:
+    """Share of MLP neurons removed, from the widths when known (round_to and min_keep
+    make it differ from the requested ratio)."""
+    if original and widths:
+        return f"{100 * (1 - sum(widths.values()) / sum(original.values())):.1f} %"
+    return f"{100 * ratio:g} %" if ratio is not None else "some"
+
+
+def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: str = "REPO_ID"):
+    """A :class:`huggingface_hub.ModelCard` for a model saved with ``section`` as its
+    config's ``vbprune`` section (widths, pruning config, base model, report).
+
+    Accuracy (``report["accuracy"]``: ``top1_before``, ``top1_after_pruning``,
+    ``top1_after_distillation``, as known) becomes ``model-index`` eval results; a
+    measured speedup (``section["speedup"] = {"value": 1.44, "device": "..."}``) is shown
+    with its device.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    section = upgrade_section(section)
+    pruning = dict(section.get("pruning") or {})
+    report = dict(section.get("report") or {})
+    params, macs = report.get("params", {}), report.get("macs", {})
+    accuracy = report.get("accuracy", {})
+    widths = dict(section.get("widths", {}))
+    original = dict(report.get("original_widths", {}))
+    base_model = section.get("base_model") or "unknown base model"
+    base_id = base_model.split(":", 1)[-1] if base_model.startswith(("timm:", "hf:")) else None
+    dataset = str(
+        accuracy.get("dataset") or report.get("calibration", {}).get("dataset") or "unknown"
+    )
+    labels = {
+        "top1_before": "original",
+        "top1_after_pruning": "right after pruning",
+        "top1_after_distillation": "after distillation",
+    }
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=accuracy.get("split"),
+            metric_type="accuracy",
+            metric_name=f"top-1 accuracy ({label})",
+            metric_value=round(float(accuracy[key]), 6),
+        )
+        for key, label in labels.items()
+        if accuracy.get(key) is not None
+    ]
+    accuracy_rows = []
+    if accuracy.get("top1_before") is not None:
+        after = accuracy.get("top1_after_distillation", accuracy.get("top1_after_pruning"))
+        accuracy_rows.append({
+            "name": f"top-1 ({accuracy.get('split')})",
+            "before": _percent(accuracy.get("top1_before")),
+            "after": _percent(after) + (
+                f" (right after pruning: {_percent(accuracy.get('top1_after_pruning'))})"
+                if "top1_after_distillation" in accuracy else " (right after pruning)"
+            ),
+        })  # fmt: skip
+    card_data = ModelCardData(
+        library_name=library_name,
+        base_model=base_id,
+        tags=["vbprune", "pruning", "variance-based-pruning", "image-classification"],
+        pipeline_tag="image-classification",
+        model_name=repo_id,
+        eval_results=eval_results or None,
+    )
+    speedup = section.get("speedup") or {}
+    total_before, total_after = sum(original.values()), sum(widths.values())
+    ratio = pruning.get("ratio")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        model_name=repo_id,
+        repo_id=repo_id,
+        base_model=base_model,
+        library_name=library_name,
+        library_version=section.get("library_version", ""),
+        ratio=ratio,
+        scope=pruning.get("scope", "unknown"),
+        compensate=pruning.get("compensate"),
+        pruned_percent=_pruned_percent(original, widths, ratio),
+        params_before=_millions(params.get("before")),
+        params_after=_millions(params.get("after")),
+        macs_before=_giga(macs.get("before")),
+        macs_after=_giga(macs.get("after")),
+        input_size="x".join(str(v) for v in report.get("input_size", [])) or "one image",
+        accuracy_rows=accuracy_rows,
+        speedup=f"{speedup['value']:.2f}x" if speedup.get("value") else None,
+        speedup_device=speedup.get("device", "device not recorded"),
+        num_mlps=len(widths),
+        widths_before=total_before or "?",
+        widths_after=total_after,
+        widths_summary=", ".join(f"{name}: {width}" for name, width in widths.items()),
+    )
+
+
+def write_model_card(folder: Path, repo_id: str) -> None:
+    """(Re)write ``folder/README.md`` from the ``vbprune`` section of its config.
+
+    Raises:
+        CheckpointError: if the folder's config has no ``vbprune`` section.
+    """
+    config = json.loads((folder / "config.json").read_text())
+    section = config.get(SECTION)
+    if section is None:
+        raise CheckpointError(
+            f"{folder} is not a vbprune model (no vbprune section in config.json)"
+        )
+    library = "timm" if "architecture" in config else "transformers"
+    render_model_card(section, library, repo_id).save(str(folder / "README.md"))

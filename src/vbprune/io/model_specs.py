@@ -1,0 +1,88 @@
+"""Load the models vbprune works on, from a short spec: ``timm:NAME``, ``hf:ID`` or a folder.
+
+Importing this module is cheap (torch, timm and transformers load when a model does):
+the command line takes ``MODEL_SPEC_HELP`` from here to answer ``--help``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.errors import ConfigError, MissingInputError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+MODEL_SPEC_HELP = (
+    "timm:NAME (a timm model, e.g. timm:deit_small_patch16_224), hf:ID (a transformers "
+    "model on the Hub, e.g. hf:facebook/deit-small-patch16-224), or a local folder saved "
+    "by timm or transformers"
+)
+
+
+def load_model(spec: str, pretrained: bool = True) -> nn.Module:
+    """Build or load a model from a spec (see ``MODEL_SPEC_HELP``), in eval mode.
+
+    Args:
+        spec: ``timm:NAME``, ``hf:ID`` or a local folder with a ``config.json``.
+        pretrained: Load the weights (``False``: architecture only, random weights).
+
+    Raises:
+        ConfigError: (a ``ValueError``) for a spec of none of these forms.
+        MissingInputError: (a ``FileNotFoundError``) for a folder without
+            ``config.json``, a timm name timm does not know, or a Hub id that cannot be
+            loaded.
+    """
+    if spec.startswith("timm:"):
+        return _load_timm(spec[len("timm:") :], pretrained)
+    if spec.startswith("hf:"):
+        return _load_hf(spec[len("hf:") :], pretrained)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise MissingInputError(f"{path} has no config.json: not a saved model")
+        config = json.loads(config_path.read_text())
+        pruned = "vbprune" in config or str(config.get("model_type", "")).startswith("vbprune_")
+        if pruned:  # built at its recorded widths, with or without its weights
+            from .checkpoint import build_architecture, from_pretrained
+
+            return from_pretrained(path) if pretrained else build_architecture(path)
+        if "architecture" in config:  # timm's own format
+            model = _load_timm(f"local-dir:{path}", pretrained)
+            model.vbprune_model_args = config.get("model_args", {})
+            return model
+        return _load_hf(str(path), pretrained)
+    raise ConfigError(f"cannot load model {spec!r}: expected {MODEL_SPEC_HELP}")
+
+
+def _load_timm(name: str, pretrained: bool) -> nn.Module:
+    import timm
+
+    try:
+        model = timm.create_model(name, pretrained=pretrained)
+    except RuntimeError as error:  # timm's "Unknown model (...)"
+        if "Unknown model" not in str(error):
+            raise
+        raise MissingInputError(f"timm has no model {name!r} ({error})") from error
+    model.vbprune_model_args = {}  # what save_pretrained records to rebuild it
+    return model.eval()
+
+
+def _load_hf(name: str, pretrained: bool) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    from .hf_format import register_auto_classes
+
+    register_auto_classes()  # a folder of vbprune_* type without the vbprune section
+    try:
+        if pretrained:
+            return AutoModelForImageClassification.from_pretrained(name).eval()
+        config = AutoConfig.from_pretrained(name)
+    except OSError as error:  # not a folder, not on the Hub, or no weights
+        raise MissingInputError(f"cannot load transformers model {name!r}: {error}") from error
+    model = AutoModelForImageClassification.from_config(config)
+    model.config._name_or_path = name  # keeps the image processor findable
+    return model.eval()

@@ -1,0 +1,131 @@
+"""timm checkpoints: timm's own format (``config.json``, ``model.safetensors``) plus the
+``vbprune`` section, rebuilt at load as: create the base architecture, resize the
+recorded MLPs, load the weights strictly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..architectures.widths import apply_widths
+from ..core.errors import CheckpointError
+from .metadata import SECTION, check_section
+from .weights import shape_differences
+
+
+def _model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    if model_args is not None:
+        return dict(model_args)
+    recorded = getattr(model, "vbprune_model_args", None)
+    if recorded is not None:
+        return dict(recorded)
+    args: dict[str, Any] = {"num_classes": model.num_classes}
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if img_size is not None:
+        args["img_size"] = list(img_size)
+    return args
+
+
+def save_timm(
+    model: nn.Module, directory: Path, section: dict, model_args: Mapping[str, Any] | None
+) -> None:
+    """Write ``model`` in timm's format with ``section`` (and the timm arguments that
+    rebuild it) in its config.
+
+    Raises:
+        CheckpointError: if the model has no timm name, or does not rebuild from the args.
+    """
+    from timm.models import save_for_hf
+
+    if not getattr(model, "pretrained_cfg", None):
+        raise CheckpointError(
+            f"cannot save this {type(model).__name__}: it has no timm pretrained_cfg naming "
+            "its architecture; build it with timm.create_model(name, ...)"
+        )
+    args = _model_args(model, model_args)
+    _check_rebuilds(model, args, section["widths"])
+    section = {**section, "model_args": args}
+    save_for_hf(
+        model, str(directory), model_config={SECTION: section}, model_args=args,
+        safe_serialization=True,
+    )  # fmt: skip
+
+
+def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[str, int]) -> None:
+    """Refuse to write a timm checkpoint that would not load: rebuild it (on the meta
+    device, no memory) from the recorded name, args and widths and compare every shape."""
+    import timm
+
+    name = model.pretrained_cfg["architecture"]
+    try:
+        with torch.device("meta"):
+            rebuilt = timm.create_model(name, pretrained=False, **args)
+            apply_widths(rebuilt, widths)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"cannot save {name}: it does not rebuild from model_args={dict(args)} ({error}); "
+            "pass the model_args it was created with"
+        ) from error
+
+    def shapes(state):  # fc2 biases may have been created by the fold: not compared
+        return {k: tuple(v.shape) for k, v in state.items() if not k.endswith("fc2.bias")}
+
+    differing = shape_differences(shapes(rebuilt.state_dict()), shapes(model.state_dict()))
+    if differing:
+        raise CheckpointError(
+            f"cannot save {name}: model_args={dict(args)} rebuild a different architecture "
+            f"(e.g. {differing}); pass the model_args it was created with"
+        )
+
+
+def build_timm(folder: Path, config: dict[str, Any]) -> tuple[nn.Module, dict | None]:
+    """The base timm architecture of a saved model and its upgraded ``vbprune`` section
+    (``None`` for a plain timm checkpoint); not yet resized nor loaded.
+
+    Raises:
+        CheckpointError: for an unknown timm architecture or argument.
+    """
+    import timm
+
+    section = config.get(SECTION)
+    model_args = (section or {}).get("model_args", config.get("model_args", {}))
+    try:
+        model = timm.create_model(config["architecture"], pretrained=False, **model_args)
+    except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
+        raise CheckpointError(f"{folder}: unknown timm architecture: {error}") from error
+    if section is not None:  # warned of once the architecture is known to build
+        section = check_section(section, str(folder), stacklevel=5)  # the user's call
+    model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
+    model.vbprune_model_args = model_args
+    model.vbprune_metadata = dict(section or {})
+    return model, section
+
+
+def load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module:
+    """A timm checkpoint with its weights, at its recorded widths and precision.
+
+    Raises:
+        CheckpointError: weights whose shapes do not match the recorded widths.
+    """
+    from safetensors.torch import load_file
+
+    model, section = build_timm(folder, config)
+    state = load_file(str(weights))
+    # A checkpoint saved in bf16/fp16 loads in that precision, not upcast to float32.
+    floating = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(floating) == 1:
+        model = model.to(floating.pop())
+    if section is not None:
+        shapes = {key: tuple(t.shape) for key, t in state.items()}
+        apply_widths(model, section["widths"], shapes, str(folder))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{folder}: weights do not match the recorded widths: {error}"
+        ) from error
+    return model.eval()

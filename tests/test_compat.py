@@ -1,0 +1,92 @@
+"""What vbprune 0.1 wrote still loads, and its names still work (with a warning)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vbprune
+from test_checkpoint import STOCK_LOAD, pruned
+from testing_utils import logits
+
+OPTIONS_0_1 = ("ratio", "scope", "round_to", "min_keep", "compensate")
+
+
+def to_0_1_layout(folder) -> None:
+    """Rewrite a saved config as vbprune 0.1 wrote it: ``hidden_sizes``,
+    ``mlp_hidden_sizes``, ``original_sizes`` and loose pruning options."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    section = config["vbprune"]
+    section["hidden_sizes"] = section.pop("widths")
+    report = section["report"]
+    report["original_sizes"] = report.pop("original_widths")
+    report["hidden_sizes"] = report.pop("widths")
+    for options in (section, report):  # 0.1 had no criterion nor seed
+        options.update({k: v for k, v in options.pop("pruning").items() if k in OPTIONS_0_1})
+    if "mlp_widths" in config:
+        config["mlp_hidden_sizes"] = config.pop("mlp_widths")
+    path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("family", ["timm-convnext", "hf-swin"])
+def test_checkpoints_of_vbprune_0_1_load(family, images, tmp_path):
+    model = pruned(family, images)
+    widths = vbprune.find_mlp_sites(model)
+    original = {site.name: 2 * site.width for site in widths}
+    pruning = vbprune.PruningConfig(ratio=0.4).to_dict()
+    report = {"original_widths": original, "widths": {s.name: s.width for s in widths},
+              "pruning": pruning}  # fmt: skip
+    folder = vbprune.save_pretrained(model, tmp_path / "old",
+                                     metadata={"pruning": pruning, "report": report})  # fmt: skip
+    to_0_1_layout(folder)
+    loaded = vbprune.from_pretrained(folder)
+    assert torch.equal(logits(loaded, images), logits(model, images))
+    from vbprune.io.metadata import loaded_metadata
+
+    section = loaded_metadata(loaded)
+    assert section["widths"] == report["widths"]
+    assert section["pruning"] == {k: pruning[k] for k in OPTIONS_0_1}
+    assert section["report"]["original_widths"] == original
+    # saved again, it is written in this version's layout
+    again = vbprune.save_pretrained(loaded, tmp_path / "new")
+    new_section = json.loads((again / "config.json").read_text())["vbprune"]
+    assert {"widths", "pruning"} <= set(new_section) and "hidden_sizes" not in new_section
+    card = (again / "README.md").read_text()
+    assert "ratio 0.4" in card and "50.0 %" in card  # options and shares read back
+
+
+@pytest.mark.slow
+def test_a_0_1_transformers_checkpoint_loads_with_stock_transformers(images, tmp_path):
+    model = pruned("hf-vit", images)
+    folder = vbprune.save_pretrained(model, tmp_path / "old", metadata={"report": {}})
+    config = json.loads((folder / "config.json").read_text())
+    config["mlp_hidden_sizes"] = config.pop("mlp_widths")
+    (folder / "config.json").write_text(json.dumps(config))
+    torch.save(images, folder / "images.pt")
+    torch.save(logits(model, images), folder / "logits.pt")
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"))
+    done = subprocess.run([sys.executable, "-c", STOCK_LOAD, str(folder)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])[str(folder)] < 1e-6
+
+
+def test_renamed_attributes_warn_and_agree(images):
+    model = pruned("timm-vit", images, ratio=0.0)
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    result = vbprune.prune_model(model, stats, ratio=0.25)
+    site = vbprune.find_mlp_sites(model)[0]
+    with pytest.warns(FutureWarning, match="PruningResult.hidden_sizes is renamed widths"):
+        assert result.hidden_sizes == result.widths
+    with pytest.warns(FutureWarning, match="original_sizes is renamed original_widths"):
+        assert result.original_sizes == result.original_widths
+    with pytest.warns(FutureWarning, match="PruningPlan.hidden_sizes is renamed widths"):
+        assert result.plan.hidden_sizes == result.widths
+    with pytest.warns(FutureWarning, match="MLPSite.hidden_size is renamed width"):
+        assert site.hidden_size == site.width == result.widths[site.name]
