@@ -1,4 +1,4 @@
-"""Fixtures only; the factories they use are in testing_utils.py."""
+"""Fixtures (and the test environment); the factories they use are in testing_utils.py."""
 
 from __future__ import annotations
 

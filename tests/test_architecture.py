@@ -79,6 +79,38 @@ def test_no_import_cycle_in_the_package():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
+# The layers of docs/architecture.md, bottom up: a module imports only lower layers and
+# its own subpackage.
+LAYERS = [
+    {"core", "hf_remote", "_version"},
+    {"architectures"},
+    {"calibration", "pruning"},
+    {"io"},
+    {"data", "training", "evaluation"},
+    {"_digits"},
+    {"commands"},
+    {"cli"},
+    {"", "__main__"},  # the package's __init__ and `python -m vbprune`
+]
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    part = module.split(".")[1] if "." in module else ""
+    return next(i for i, layer in enumerate(LAYERS) if part in layer), part
+
+
+def test_each_layer_imports_only_layers_below_it():
+    found = modules()
+    wrong = []
+    for name, path in found.items():
+        level, part = layer_of(name)
+        for target in imports_of(path, set(found)):
+            target_level, target_part = layer_of(target)
+            if target_part != part and target_level >= level:
+                wrong.append(f"{name} -> {target}")
+    assert not wrong, wrong
+
+
 def test_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
@@ -130,7 +162,6 @@ HELP = "from vbprune.cli import main\ntry:\n    main({argv!r})\nexcept SystemExi
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [["--help"], *([name, "--help"] for name in
@@ -140,6 +171,7 @@ def test_cli_help_loads_no_heavy_library(argv):
     assert loaded_after(HELP.format(argv=argv)) == set()
 
 
+@pytest.mark.slow
 def test_import_vbprune_is_light_and_names_load_on_use():
     assert loaded_after("import vbprune") == set()
     # the maths needs torch only; the Trainer machinery waits for its own name

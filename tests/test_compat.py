@@ -90,3 +90,13 @@ def test_renamed_attributes_warn_and_agree(images):
         assert result.plan.hidden_sizes == result.widths
     with pytest.warns(FutureWarning, match="MLPSite.hidden_size is renamed width"):
         assert site.hidden_size == site.width == result.widths[site.name]
+
+
+def test_0_1_import_paths_that_stay():
+    from vbprune.data import ImageCollator, image_transform, load_image_dataset, make_loader
+    from vbprune.evaluation import evaluate_model, measure_latency, top1_accuracy
+
+    assert evaluate_model.__module__ == top1_accuracy.__module__ == "vbprune.evaluation.accuracy"
+    assert measure_latency.__module__ == "vbprune.evaluation.latency"
+    assert all(callable(f) for f in (ImageCollator, image_transform, load_image_dataset,
+                                     make_loader))  # fmt: skip

@@ -11,7 +11,7 @@ ERRORS = [
     vbprune.ConfigError, vbprune.OptionTypeError, vbprune.UnsupportedModelError,
     vbprune.StatisticsError, vbprune.NonFiniteActivationError, vbprune.PlanError,
     vbprune.CheckpointError, vbprune.DatasetError, vbprune.MissingInputError,
-    vbprune.OutputExistsError, vbprune.ProcessCountError,
+    vbprune.OutputExistsError, vbprune.ProcessCountError, vbprune.HubError,
 ]  # fmt: skip
 
 
@@ -22,6 +22,7 @@ def test_every_error_is_a_vbprune_error_and_keeps_its_builtin_parent():
         vbprune.MissingInputError: FileNotFoundError,
         vbprune.OutputExistsError: FileExistsError,
         vbprune.ProcessCountError: RuntimeError,
+        vbprune.HubError: OSError,
     }
     for error in ERRORS:
         assert issubclass(error, vbprune.VBPruneError)
@@ -47,3 +48,67 @@ def test_cli_lets_a_bug_raise_with_its_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(push, "run", broken)
     with pytest.raises(ValueError, match="a bug"):
         run_vbprune("push", tmp_path, "--repo-id", "me/x")
+
+
+def test_hub_dataset_errors_become_vbprune_errors(monkeypatch):
+    import datasets
+
+    from vbprune.data import load_image_dataset
+
+    def unknown_split(path, split, streaming):
+        raise ValueError(f"Unknown split \"{split}\". Should be one of ['train'].")
+
+    monkeypatch.setattr(datasets, "load_dataset", unknown_split)
+    with pytest.raises(vbprune.DatasetError, match=r"cannot load split 'valid' of 'me/data'"):
+        load_image_dataset("me/data", "valid")
+
+    def missing(path, split, streaming):
+        raise FileNotFoundError(f"no dataset {path}")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(vbprune.MissingInputError, match="could not be loaded from the Hub"):
+        load_image_dataset("me/data", "train")
+
+
+def one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith(f"vbprune {command}: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_bad_model_folders_are_one_line_errors(tmp_path, capsys):
+    broken, unknown = tmp_path / "broken", tmp_path / "unknown"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    unknown.mkdir()
+    (unknown / "config.json").write_text('{"model_type": "no_such_type"}')
+    args = ["--stats", tmp_path / "s", "--ratio", 0.5, "--output", tmp_path / "out"]
+    assert run_vbprune("prune", "--model", broken, *args) == 2
+    assert "config.json is not valid JSON" in one_line_error(capsys, "prune")
+    assert run_vbprune("prune", "--model", unknown, *args) == 2
+    assert "transformers cannot build" in one_line_error(capsys, "prune")
+    assert run_vbprune("push", broken, "--repo-id", "me/x") == 2
+    assert f"{broken}/config.json is not valid JSON" in one_line_error(capsys, "push")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_below_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "out"
+    assert run_vbprune("prune", "--model", "timm:no_such_model", "--stats", "s",
+                       "--ratio", 0.5, "--output", out) == 2  # fmt: skip
+    assert f"cannot write {out}: {tmp_path / 'file'} is a file" in one_line_error(capsys, "prune")
+
+
+def test_numbers_out_of_range_are_refused_while_parsing(capsys):
+    with pytest.raises(SystemExit) as info:
+        run_vbprune("evaluate", "--model", "x", "--dataset", "d", "--batch-size", 0)
+    assert info.value.code == 2
+    assert "argument --batch-size: must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_hub_ids_that_do_not_exist_or_are_invalid(local_hub, prune_output, capsys):
+    with pytest.raises(vbprune.MissingInputError, match="neither a local folder nor a model"):
+        vbprune.from_pretrained("tester/nope")
+    assert run_vbprune("push", prune_output, "--repo-id", "bad id!!") == 2
+    assert "cannot push to 'bad id!!'" in one_line_error(capsys, "push")

@@ -111,30 +111,20 @@ def hf_swin():
     )
 
 
+# ConvNeXt v1 and v2 configs take the same arguments
+TINY_HF_CONVNEXT_ARGS = dict(num_stages=2, hidden_sizes=[8, 16], depths=[1, 2], num_labels=10)
+
+
 def hf_convnext():
     from transformers import ConvNextConfig, ConvNextForImageClassification
 
-    return ConvNextForImageClassification(
-        ConvNextConfig(
-            num_stages=2,
-            hidden_sizes=[8, 16],
-            depths=[1, 2],
-            num_labels=10,
-        )
-    )
+    return ConvNextForImageClassification(ConvNextConfig(**TINY_HF_CONVNEXT_ARGS))
 
 
 def hf_convnextv2():
     from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
 
-    return ConvNextV2ForImageClassification(
-        ConvNextV2Config(
-            num_stages=2,
-            hidden_sizes=[8, 16],
-            depths=[1, 2],
-            num_labels=10,
-        )
-    )
+    return ConvNextV2ForImageClassification(ConvNextV2Config(**TINY_HF_CONVNEXT_ARGS))
 
 
 FAMILIES = {

@@ -35,6 +35,7 @@ _EXPORTS = {
     "CheckpointError": "vbprune.core.errors",
     "ConfigError": "vbprune.core.errors",
     "DatasetError": "vbprune.core.errors",
+    "HubError": "vbprune.core.errors",
     "MissingInputError": "vbprune.core.errors",
     "NonFiniteActivationError": "vbprune.core.errors",
     "OptionTypeError": "vbprune.core.errors",
@@ -71,6 +72,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "DatasetError",
     "DistillationTrainer",
     "DistillationTrainingArguments",
+    "HubError",
     "MLPSite",
     "MissingInputError",
     "NeuronStats",
@@ -116,6 +118,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         CheckpointError,
         ConfigError,
         DatasetError,
+        HubError,
         MissingInputError,
         NonFiniteActivationError,
         OptionTypeError,
@@ -148,4 +151,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+    return sorted({*__all__, *_SUBMODULES})

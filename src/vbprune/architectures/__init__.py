@@ -12,14 +12,17 @@ from torch import nn
 
 from ..core.errors import UnsupportedModelError
 from .backend import Backend, model_backend
-from .hf import HF_FAMILIES, find_hf_sites
+from .hf import HF_FAMILIES, find_hf_sites, supports_hf
 from .site import MLPSite
-from .timm import TIMM_FAMILIES, find_timm_sites
+from .timm import TIMM_FAMILIES, find_timm_sites, supports_timm
 
 SUPPORTED_FAMILIES = (
     "timm VisionTransformer (ViT, DeiT), SwinTransformer, ConvNeXt (v1 incl. conv_mlp, v2); "
     "transformers ViT, DeiT, Swin, ConvNeXt, ConvNeXtV2 (model_type " + ", ".join(HF_FAMILIES) + ")"
 )
+
+# backend -> (find its sites, does it know this model's family)
+_ADAPTERS = {"timm": (find_timm_sites, supports_timm), "transformers": (find_hf_sites, supports_hf)}
 
 
 def find_mlp_sites(model: nn.Module) -> list[MLPSite]:
@@ -36,17 +39,17 @@ def find_mlp_sites(model: nn.Module) -> list[MLPSite]:
         UnsupportedModelError: (a ``ValueError``) naming the model class and listing the
             supported families.
     """
-    finder = {"timm": find_timm_sites, "transformers": find_hf_sites}.get(model_backend(model))
-    try:
-        if finder is None:
-            raise UnsupportedModelError(
-                f"vbprune does not support {type(model).__module__}.{type(model).__name__}"
-            )
-        sites = finder(model)
-        if not sites:
-            raise UnsupportedModelError(f"no MLP found in {type(model).__name__}")
-    except UnsupportedModelError as error:  # every refusal says what would be accepted
-        raise UnsupportedModelError(f"{error}. Supported: {SUPPORTED_FAMILIES}.") from None
+    finder, supports = _ADAPTERS.get(model_backend(model), (None, None))
+    if finder is None or not supports(model):
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        kind = f" (model_type {model_type!r})" if model_type else ""
+        raise UnsupportedModelError(
+            f"vbprune does not support {type(model).__module__}.{type(model).__name__}{kind}. "
+            f"Supported: {SUPPORTED_FAMILIES}."
+        )
+    sites = finder(model)  # a known family whose MLP is of an unknown kind raises here
+    if not sites:
+        raise UnsupportedModelError(f"no MLP found in {type(model).__name__}")
     return sites
 
 

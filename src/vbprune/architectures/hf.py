@@ -23,6 +23,11 @@ def _model_type(model: nn.Module) -> str | None:
     return base_model_type(getattr(model.config, "model_type", None))
 
 
+def supports_hf(model: nn.Module) -> bool:
+    """True when ``model`` is a transformers model of a family vbprune knows."""
+    return _model_type(model) in MLP_LAYOUTS
+
+
 def find_hf_sites(model: nn.Module) -> list[MLPSite]:
     """Return the MLP sites of a supported transformers model, in forward order.
 

@@ -30,6 +30,11 @@ def _family(model: nn.Module) -> str | None:
     return None
 
 
+def supports_timm(model: nn.Module) -> bool:
+    """True when ``model`` is a timm model of a family vbprune knows."""
+    return _family(model) is not None
+
+
 def find_timm_sites(model: nn.Module) -> list[MLPSite]:
     """Return the MLP sites of a supported timm model, in forward order.
 

@@ -12,6 +12,30 @@ DTYPES = ("float32", "bfloat16", "float16", "float64")
 _CONFIG_HELP = {f.name: f.metadata["help"] for f in fields(PruningConfig)}
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (bad values exit with a usage error)."""
+    value = int(text)  # a ValueError becomes argparse's "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--pretrained/--no-pretrained`` and ``--dtype``."""
     parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
@@ -34,9 +58,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
         "ROOT/train/<class>/* and ROOT/val/<class>/*",
     )
     group.add_argument("--split", default="train", help="split to calibrate on")
-    group.add_argument("--num-samples", type=int, default=None, help="images (default: all)")
-    group.add_argument("--batch-size", type=int, default=64, help="images per process step")
-    group.add_argument("--num-workers", type=int, default=4, help="data-loading workers")
+    group.add_argument("--num-samples", type=positive_int, help="images (default: all)")
+    group.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    group.add_argument("--num-workers", type=non_negative_int, default=4, help="loader workers")
     group.add_argument("--image-column", default="image")
     group.add_argument("--label-column", default="label")
     group.add_argument("--streaming", action="store_true", help="stream a Hub dataset")

@@ -20,15 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Statistics of every MLP, merged over processes, written to ``--output``."""
+    from ..io.folders import check_parents
     from .runtime import calibrate, make_accelerator, prepare_model
 
     accelerator = make_accelerator()
     output = Path(args.output)
     if output.is_dir():
         raise OutputExistsError(f"--output {output} is a folder; give a .safetensors file path")
-    blocking = next((p for p in output.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise OutputExistsError(f"cannot write {output}: {blocking} is a file")
+    check_parents(output)
     model = prepare_model(args, accelerator)
     stats, info = calibrate(args, model, accelerator)
     if accelerator.is_main_process:

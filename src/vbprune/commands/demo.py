@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import PruningConfig
+from .arguments import positive_int
 
 HELP = "prune and recover a ViT trained on digits (no download)"
 
@@ -18,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``vbprune demo``."""
     p.add_argument("--output", default="vbprune-demo", help="folder for everything it writes")
     p.add_argument("--ratio", type=float, default=0.8, help="fraction of MLP neurons removed")
-    p.add_argument("--num-samples", type=int, default=None, help="calibration images")
-    p.add_argument("--epochs", type=int, default=2, help="distillation epochs")
+    p.add_argument("--num-samples", type=positive_int, default=None, help="calibration images")
+    p.add_argument("--epochs", type=positive_int, default=2, help="distillation epochs")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
 
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             ).train()  # fmt: skip
         accuracies["VBP + distillation"] = accuracy(student, test_x, test_y)
         report = {
-            "ratio": args.ratio,
+            "pruning": config.to_dict(),
             "test_images": len(test_y),
             "accuracy": {
                 "dataset": "scikit-learn digits", "split": "test",
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 def _table(report, accuracies) -> str:
     params, macs = report["params"], report["macs"]
     lines = [
-        f"VBP on a digits ViT: {100 * report['ratio']:g} % of MLP neurons removed "
+        f"VBP on a digits ViT: {100 * report['pruning']['ratio']:g} % of MLP neurons removed "
         f"({report['test_images']} test images)",
         "",
         "| model | top-1 |",

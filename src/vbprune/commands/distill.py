@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, MissingInputError
+from .arguments import non_negative_int, positive_float, positive_int
 
 HELP = "recover accuracy by distilling the original"
 
@@ -23,21 +24,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="Hub id or ROOT/{train,val}/<class>/*")
     p.add_argument("--split", default="train")
     p.add_argument("--eval-split", default="validation")
-    p.add_argument("--num-samples", type=int, default=None, help="training images")
-    p.add_argument("--eval-samples", type=int, default=None, help="evaluation images")
+    p.add_argument("--num-samples", type=positive_int, default=None, help="training images")
+    p.add_argument("--eval-samples", type=positive_int, default=None, help="evaluation images")
     p.add_argument("--image-column", default="image")
     p.add_argument("--label-column", default="label")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=float, default=10.0, help="paper: 10")
+    p.add_argument("--epochs", type=positive_float, default=10.0, help="paper: 10")
     p.add_argument("--learning-rate", type=float, default=1.5e-5, help="paper: 1.5e-5")
     p.add_argument("--weight-decay", type=float, default=0.01, help="paper: 0.01")
     p.add_argument(
-        "--batch-size", type=int, default=32, help="per process; the paper's 32 is the total"
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="per process; the paper's 32 is the total",
     )
-    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--gradient-accumulation-steps", type=positive_int, default=1)
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the KD term")
     p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--num-workers", type=non_negative_int, default=4)
     p.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
     p.add_argument(
         "--augment",
@@ -53,11 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--private", action="store_true")
 
 
-def _student_folder(path: str) -> Path:
-    folder = Path(path)
-    return folder / "model" if (folder / "model" / "config.json").is_file() else folder
-
-
 def run(args: argparse.Namespace) -> int:
     """Train the pruned model against its teacher; write OUTPUT/model, report.json."""
     import json
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import ImageCollator, image_transform, load_image_dataset, with_image_transform
     from ..io.checkpoint import from_pretrained, save_pretrained
-    from ..io.folders import check_output_directory
+    from ..io.folders import check_output_directory, model_folder
     from ..io.metadata import loaded_metadata
     from ..io.model_specs import load_model
     from ..io.weights import check_weights_fit
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if args.resume is None:
         check_output_directory(output, args.overwrite)
-    folder = _student_folder(args.model)
+    folder = model_folder(args.model) or Path(args.model)  # a prune output or the model
     student = from_pretrained(folder)
     section = dict(loaded_metadata(student))
     teacher_spec = args.teacher or section.get("base_model")

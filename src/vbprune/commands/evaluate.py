@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .arguments import add_data_arguments, add_model_arguments
+from .arguments import add_data_arguments, add_model_arguments, positive_int
 
 HELP = "top-1/top-5, loss, size and latency of a model on a dataset"
 
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_data_arguments(parser, required=True)
     parser.set_defaults(split="validation")
-    parser.add_argument("--latency-repeats", type=int, default=10, help="timed forwards")
+    parser.add_argument("--latency-repeats", type=positive_int, default=10, help="timed forwards")
     parser.add_argument("--output", default="evaluation", help="folder for the report")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
 

@@ -15,6 +15,7 @@ from .arguments import (
     add_data_arguments,
     add_model_arguments,
     add_pruning_arguments,
+    positive_int,
     pruning_config,
 )
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser, required=False)
     add_pruning_arguments(parser)
     parser.add_argument("--eval-split", help="report top-1 before and right after pruning")
-    parser.add_argument("--eval-samples", type=int, default=None, help="images to evaluate")
+    parser.add_argument("--eval-samples", type=positive_int, help="images to evaluate")
     parser.add_argument("--output", required=True, help="folder for the pruned model")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="then upload to this Hub repo")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Any
 
 
 class RenamedAttribute:
     """A class attribute that reads another one and warns that it was renamed.
+
+    ``new_name`` may be a dotted path (``"config.ratio"``) for an attribute that moved.
 
     Example:
         >>> class Result:
@@ -18,6 +21,7 @@ class RenamedAttribute:
     def __init__(self, new_name: str):
         self.new_name = new_name
         self.old_name = "?"
+        self._get = operator.attrgetter(new_name)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.old_name = name
@@ -30,4 +34,4 @@ class RenamedAttribute:
             FutureWarning,
             stacklevel=2,
         )
-        return getattr(instance, self.new_name)
+        return self._get(instance)

@@ -9,7 +9,7 @@ its ``--help`` from the field metadata without loading torch.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any
@@ -20,9 +20,12 @@ SCOPES = ("global", "layer")
 CRITERIA = ("variance", "random", "magnitude")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PruningConfig:
     """How to prune: which share of MLP neurons to remove, ranked how, compensated how.
+
+    Frozen (hashable, safe to share between plans and results): derive variants with
+    ``dataclasses.replace(config, ratio=0.3)``.
 
     Example:
         >>> config = vbprune.PruningConfig(ratio=0.5, round_to=8)
@@ -60,19 +63,22 @@ class PruningConfig:
             raise OptionTypeError(f"ratio must be a number in [0, 1), got {ratio!r}")
         if not (0.0 <= float(ratio) < 1.0):  # also refuses NaN
             raise ConfigError(f"ratio must be in [0, 1), got {ratio!r}")
-        self.ratio = float(ratio)
         _check_choice("scope", self.scope, SCOPES)
         _check_choice("criterion", self.criterion, CRITERIA)
         for name in ("min_keep", "round_to"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-            setattr(self, name, int(value))
         if isinstance(self.seed, bool) or not isinstance(self.seed, Integral):
             raise OptionTypeError(f"seed must be an integer, got {self.seed!r}")
-        self.seed = int(self.seed)
-        if not isinstance(self.compensate, bool):
+        if not isinstance(self.compensate, Hashable) or self.compensate not in (True, False):
             raise OptionTypeError(f"compensate must be True or False, got {self.compensate!r}")
+        # plain Python values, so that configs compare, hash and serialise alike
+        normal = {"ratio": float(ratio), "min_keep": int(self.min_keep),
+                  "round_to": int(self.round_to), "seed": int(self.seed),
+                  "compensate": bool(self.compensate)}  # fmt: skip
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)  # frozen: the dataclass way to normalise
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serialisable dict (what checkpoints and reports record)."""

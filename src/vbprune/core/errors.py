@@ -56,3 +56,7 @@ class OutputExistsError(VBPruneError, FileExistsError):
 
 class ProcessCountError(VBPruneError, RuntimeError):
     """The launcher started processes that do not form one distributed run."""
+
+
+class HubError(VBPruneError, OSError):
+    """The Hugging Face Hub refused a request (a bad token, no access) or cannot be reached."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .compat import RenamedAttribute
 from .config import PruningConfig, resolve_config
-from .errors import ConfigError, StatisticsError
+from .errors import ConfigError, OptionTypeError, PlanError, StatisticsError
 from .statistics import NeuronStats
 
 __all__ = ["PruningPlan", "SitePlan", "plan_pruning", "select_neurons"]
@@ -53,6 +53,19 @@ class PruningPlan:
     config: PruningConfig
     sites: dict[str, SitePlan] = field(default_factory=dict)
 
+    # vbprune 0.1's names: the options stood on the plan itself
+    hidden_sizes = RenamedAttribute("widths")
+    ratio = RenamedAttribute("config.ratio")
+    scope = RenamedAttribute("config.scope")
+    min_keep = RenamedAttribute("config.min_keep")
+    round_to = RenamedAttribute("config.round_to")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, PruningConfig):
+            raise OptionTypeError(
+                f"PruningPlan takes a PruningConfig first, got {type(self.config).__name__}"
+            )
+
     @property
     def widths(self) -> dict[str, int]:
         """Width per site after pruning."""
@@ -63,23 +76,26 @@ class PruningPlan:
         """Total number of neurons removed."""
         return sum(site.width - len(site.keep) for site in self.sites.values())
 
-    hidden_sizes = RenamedAttribute("widths")  # vbprune 0.1's name
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``json.dumps(plan.to_dict())``)."""
-        sites = {name: vars(site).copy() for name, site in self.sites.items()}
+        sites = {name: asdict(site) for name, site in self.sites.items()}
         return {"config": self.config.to_dict(), "sites": sites}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PruningPlan:
         """Inverse of :meth:`to_dict`; also reads plans of vbprune 0.1, whose options
-        (ratio, scope, min_keep, round_to) stood beside ``sites``."""
+        (ratio, scope, min_keep, round_to) stood beside ``sites``.
+
+        Raises:
+            PlanError: (a ``ValueError``) for a dict that is not a plan.
+        """
         data = dict(data)
-        sites = {name: SitePlan(**site) for name, site in data.pop("sites").items()}
-        config = data.pop("config", None)
-        if config is None:  # 0.1 layout: the options at the top level
-            config = data
-        return cls(PruningConfig.from_dict(config), sites)
+        try:
+            sites = {name: SitePlan(**site) for name, site in data.pop("sites").items()}
+            config = data.pop("config", data)  # 0.1: the options at the top level
+            return cls(PruningConfig.from_dict(config), sites)
+        except (KeyError, TypeError, AttributeError, ConfigError, OptionTypeError) as error:
+            raise PlanError(f"not a pruning plan: {type(error).__name__}: {error}") from error
 
 
 def _floor_count(ratio: float, n: int) -> int:

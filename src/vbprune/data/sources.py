@@ -73,6 +73,8 @@ def load_image_dataset(
                     f"dataset {source!r} is not a local folder and could not be loaded from "
                     f"the Hub ({type(e).__name__}: {e})"
                 ) from e
+            except ValueError as e:  # `datasets`' word for a split or config it lacks
+                raise DatasetError(f"cannot load split {split!r} of {source!r}: {e}") from e
     elif isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if split not in source:
             raise DatasetError(f"dataset has no split {split!r}; it has {sorted(source)}")

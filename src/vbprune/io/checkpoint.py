@@ -8,7 +8,6 @@ section (:mod:`vbprune.io.timm_format`) and load back through :func:`from_pretra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from torch import nn
 
 from ..architectures import model_backend
 from ..architectures.widths import apply_widths
-from ..core.errors import MissingInputError, UnsupportedModelError
-from .folders import atomic_directory, is_local_path
+from ..core.errors import HubError, MissingInputError, UnsupportedModelError
+from .folders import atomic_directory, is_local_path, read_model_config
 from .hf_format import build_hf, check_hf_config, load_hf, save_hf
 from .metadata import loaded_metadata, merge_sections, pruning_metadata
 from .model_card import write_model_card
@@ -79,13 +78,30 @@ def _read_config(path_or_id: str, revision: str | None) -> tuple[Path, dict[str,
     elif is_local_path(path_or_id):
         raise MissingInputError(f"model folder not found: {path_or_id}")
     else:
-        from huggingface_hub import snapshot_download
+        folder = _download(path_or_id, revision)
+    return folder, read_model_config(folder, path_or_id)
 
-        folder = Path(snapshot_download(path_or_id, revision=revision))
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise MissingInputError(f"{path_or_id} has no config.json: not a saved model")
-    return folder, json.loads(config_path.read_text())
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    missing = (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+               RevisionNotFoundError)  # fmt: skip
+    try:
+        return Path(snapshot_download(repo_id, revision=revision))
+    except missing as error:  # a bad id, no such repo or revision, offline and not cached
+        raise MissingInputError(
+            f"{repo_id!r} is neither a local folder nor a model on the Hub: {error}"
+        ) from error
+    except HfHubHTTPError as error:  # no access, server trouble
+        raise HubError(f"cannot download {repo_id!r} from the Hub: {error}") from error
 
 
 def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:

@@ -1,16 +1,18 @@
 """Folders: outputs written all at once (a temporary sibling moved into place at the
-end), and telling a local path from a Hub id."""
+end), a local path told from a Hub id, and the saved model in a folder with its config."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from ..core.errors import OutputExistsError
+from ..core.errors import CheckpointError, MissingInputError, OutputExistsError
 
 
 def is_local_path(spec: str) -> bool:
@@ -24,18 +26,60 @@ def is_local_path(spec: str) -> bool:
 
 
 def check_output_directory(path: str | Path, overwrite: bool = False) -> Path:
-    """Fail early (before hours of work) if ``path`` holds something and may not be replaced.
+    """Fail early (before hours of work) if ``path`` holds something and may not be
+    replaced, or cannot be created.
 
     Raises:
-        OutputExistsError: (a ``FileExistsError``) for a file, or a non-empty folder
-            without ``overwrite``.
+        OutputExistsError: (a ``FileExistsError``) for a file, a non-empty folder without
+            ``overwrite``, or a file where a parent folder should be.
     """
     path = Path(path)
+    check_parents(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"output {path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise OutputExistsError(f"output folder {path} is not empty (pass --overwrite to replace)")
     return path
+
+
+def check_parents(path: str | Path) -> None:
+    """Raise :class:`~vbprune.OutputExistsError` if a parent of ``path`` is a file."""
+    blocking = next((p for p in Path(path).parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputExistsError(f"cannot write {path}: {blocking} is a file")
+
+
+def read_model_config(folder: Path, name: str | Path | None = None) -> dict[str, Any]:
+    """The ``config.json`` of a saved model folder, as a dict.
+
+    Args:
+        folder: The model folder.
+        name: How to name the model in errors (default: the folder).
+
+    Raises:
+        MissingInputError: if the folder has no ``config.json``.
+        CheckpointError: if it is not a JSON object.
+    """
+    path = folder / "config.json"
+    if not path.is_file():
+        raise MissingInputError(f"{name or folder} has no config.json: not a saved model")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds {type(data).__name__}, not a JSON object")
+    return data
+
+
+def model_folder(directory: str | Path) -> Path | None:
+    """The saved model in ``directory``: the folder itself, or its ``model/`` subfolder
+    (a ``vbprune prune`` or ``distill`` output); ``None`` if neither has a config.json."""
+    directory = Path(directory)
+    for candidate in (directory, directory / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    return None
 
 
 @contextlib.contextmanager

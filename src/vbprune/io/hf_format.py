@@ -109,7 +109,7 @@ def load_hf(folder: Path, where: str) -> nn.Module:
         model, info = AutoModelForImageClassification.from_pretrained(
             str(folder), output_loading_info=True
         )
-    except RuntimeError as error:  # size mismatch in load_state_dict
+    except (RuntimeError, ValueError) as error:  # sizes; widths the model cannot take
         raise CheckpointError(f"{where}: weights do not match the config: {error}") from error
     problems = {k: sorted(v)[:3] for k, v in info.items() if v and k != "error_msgs"}
     if problems:  # transformers would initialise missing weights randomly: refuse
@@ -118,10 +118,17 @@ def load_hf(folder: Path, where: str) -> nn.Module:
 
 
 def build_hf(folder: Path) -> nn.Module:
-    """The architecture of a transformers checkpoint, random weights, recorded widths."""
+    """The architecture of a transformers checkpoint, random weights, recorded widths.
+
+    Raises:
+        CheckpointError: recorded widths the architecture cannot take.
+    """
     from transformers import AutoConfig, AutoModelForImageClassification
 
     register_auto_classes()
     # a vbprune_* config carries every MLP width: the pruned class is built at those sizes
     hf_config = AutoConfig.from_pretrained(str(folder))
-    return AutoModelForImageClassification.from_config(hf_config).eval()
+    try:
+        return AutoModelForImageClassification.from_config(hf_config).eval()
+    except ValueError as error:  # as many widths as MLPs, or it is not this model
+        raise CheckpointError(f"{folder}: {error}") from error

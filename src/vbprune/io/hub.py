@@ -10,18 +10,12 @@ from typing import Any
 
 from torch import nn
 
-from ..core.errors import MissingInputError
+from ..core.errors import ConfigError, HubError, MissingInputError
 from .checkpoint import save_pretrained
+from .folders import model_folder, read_model_config
 from .model_card import write_model_card
 
 _EXTRA_FILES = ("report.json", "plan.json")  # from a `vbprune prune` output folder
-
-
-def _model_folder(directory: Path) -> Path:
-    for candidate in (directory, directory / "model"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise MissingInputError(f"{directory} holds no saved model (no config.json, no model/)")
 
 
 def push_folder(
@@ -36,11 +30,30 @@ def push_folder(
 
     The model card is rendered for ``repo_id``; ``report.json`` and ``plan.json`` of a
     prune output go along. Returns the commit URL.
+
+    Raises:
+        MissingInputError: ``directory`` holds no saved model.
+        ConfigError: ``repo_id`` is not a valid repo id.
+        HubError: the Hub refused the upload (token, access) or cannot be reached.
     """
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
     directory = Path(directory)
-    folder = _model_folder(directory)
+    folder = model_folder(directory)
+    if folder is None:
+        raise MissingInputError(f"{directory} holds no saved model (no config.json, no model/)")
+    read_model_config(folder)  # a broken config.json is named here, not in a staging copy
+    try:
+        return _upload(directory, folder, HfApi(token=token), repo_id, private, token,
+                       commit_message, revision)  # fmt: skip
+    except HFValidationError as error:
+        raise ConfigError(f"cannot push to {repo_id!r}: {error}") from error
+    except HfHubHTTPError as error:
+        raise HubError(f"the Hub refused the push to {repo_id!r}: {error}") from error
+
+
+def _upload(directory, folder, api, repo_id, private, token, commit_message, revision) -> str:
     with tempfile.TemporaryDirectory() as staging:
         staged = Path(staging) / "upload"
         shutil.copytree(folder, staged)
@@ -48,7 +61,6 @@ def push_folder(
             if (directory / name).is_file() and directory != folder:
                 shutil.copy2(directory / name, staged / name)
         write_model_card(staged, repo_id)
-        api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, token=token)
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
@@ -75,7 +87,7 @@ def push_to_hub(
         repo_id: ``user/name`` on the Hub; created if missing.
         private: Create the repo private.
         token: Hub token (default: the logged-in one).
-        metadata: Extra ``vbprune`` config entries (base_model, ratio, report, speedup).
+        metadata: Extra ``vbprune`` config entries (base_model, pruning, report, speedup).
         commit_message: Message of the upload commit.
         revision: Branch to push to.
 

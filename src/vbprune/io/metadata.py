@@ -39,18 +39,22 @@ def _renamed(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {_RENAMED.get(key, key): value for key, value in mapping.items()}
 
 
+def _gather_options(mapping: dict[str, Any]) -> None:
+    """Move 0.1's loose pruning options into ``pruning`` (which wins where both say)."""
+    legacy = {key: mapping.pop(key) for key in _LEGACY_PRUNING_KEYS if key in mapping}
+    if legacy:
+        pruning = mapping.get("pruning")
+        mapping["pruning"] = {**legacy, **pruning} if isinstance(pruning, Mapping) else legacy
+
+
 def upgrade_section(section: Mapping[str, Any]) -> dict[str, Any]:
     """The section in this version's layout: 0.1's names renamed, its loose pruning
     options gathered under ``pruning`` (and the same in its report)."""
     section = _renamed(section)
-    legacy = {key: section.pop(key) for key in _LEGACY_PRUNING_KEYS if key in section}
-    if legacy:
-        section.setdefault("pruning", legacy)
+    _gather_options(section)
     if isinstance(section.get("report"), Mapping):
         report = _renamed(section["report"])
-        legacy = {key: report.pop(key) for key in _LEGACY_PRUNING_KEYS if key in report}
-        if legacy:
-            report.setdefault("pruning", legacy)
+        _gather_options(report)
         section["report"] = report
     return section
 
@@ -59,7 +63,7 @@ def merge_sections(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     """``new`` over ``old`` (both upgraded), the ``pruning`` options merged key by key."""
     old, new = upgrade_section(old), upgrade_section(new)
     merged = {**old, **new}
-    if "pruning" in old and "pruning" in new:
+    if isinstance(old.get("pruning"), Mapping) and isinstance(new.get("pruning"), Mapping):
         merged["pruning"] = {**old["pruning"], **new["pruning"]}
     return merged
 
@@ -93,4 +97,6 @@ def check_section(section: Mapping[str, Any], where: str, stacklevel: int = 4) -
         )
     if not isinstance(section.get("widths"), Mapping):
         raise CheckpointError(f"{where}: the vbprune section records no MLP widths")
+    if not isinstance(section.get("pruning", {}), Mapping):
+        raise CheckpointError(f"{where}: the vbprune section's pruning is not a mapping")
     return section

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import CheckpointError
+from .folders import read_model_config
 from .metadata import SECTION, upgrade_section
 
 TEMPLATE = "vbprune.md"
@@ -138,9 +138,9 @@ def write_model_card(folder: Path, repo_id: str) -> None:
     """(Re)write ``folder/README.md`` from the ``vbprune`` section of its config.
 
     Raises:
-        CheckpointError: if the folder's config has no ``vbprune`` section.
+        CheckpointError: if the folder's config is broken or has no ``vbprune`` section.
     """
-    config = json.loads((folder / "config.json").read_text())
+    config = read_model_config(folder)
     section = config.get(SECTION)
     if section is None:
         raise CheckpointError(

@@ -6,11 +6,11 @@ the command line takes ``MODEL_SPEC_HELP`` from here to answer ``--help``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.errors import ConfigError, MissingInputError
+from ..core.errors import ConfigError, MissingInputError, UnsupportedModelError
+from .folders import read_model_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,6 +34,8 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
         MissingInputError: (a ``FileNotFoundError``) for a folder without
             ``config.json``, a timm name timm does not know, or a Hub id that cannot be
             loaded.
+        CheckpointError: a ``config.json`` that is not JSON.
+        UnsupportedModelError: a transformers config no Auto class can build.
     """
     if spec.startswith("timm:"):
         return _load_timm(spec[len("timm:") :], pretrained)
@@ -41,10 +43,7 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
         return _load_hf(spec[len("hf:") :], pretrained)
     path = Path(spec).expanduser()
     if path.is_dir():
-        config_path = path / "config.json"
-        if not config_path.is_file():
-            raise MissingInputError(f"{path} has no config.json: not a saved model")
-        config = json.loads(config_path.read_text())
+        config = read_model_config(path)
         pruned = "vbprune" in config or str(config.get("model_type", "")).startswith("vbprune_")
         if pruned:  # built at its recorded widths, with or without its weights
             from .checkpoint import build_architecture, from_pretrained
@@ -83,6 +82,9 @@ def _load_hf(name: str, pretrained: bool) -> nn.Module:
         config = AutoConfig.from_pretrained(name)
     except OSError as error:  # not a folder, not on the Hub, or no weights
         raise MissingInputError(f"cannot load transformers model {name!r}: {error}") from error
+    except ValueError as error:  # "Unrecognized model": no model_type transformers knows
+        first_line = str(error).strip().splitlines()[0]  # the rest is upgrade advice
+        raise UnsupportedModelError(f"transformers cannot build {name!r}: {first_line}") from error
     model = AutoModelForImageClassification.from_config(config)
     model.config._name_or_path = name  # keeps the image processor findable
     return model.eval()

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..architectures.interface import timm_built_size
 from ..architectures.widths import apply_widths
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
@@ -24,9 +25,9 @@ def _model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[
     if recorded is not None:
         return dict(recorded)
     args: dict[str, Any] = {"num_classes": model.num_classes}
-    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    if img_size is not None:
-        args["img_size"] = list(img_size)
+    built_for = timm_built_size(model)
+    if built_for is not None:
+        args["img_size"] = list(built_for)
     return args
 
 
