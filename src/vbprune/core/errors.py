@@ -59,4 +59,4 @@ class ProcessCountError(VBPruneError, RuntimeError):
 
 
 class HubError(VBPruneError, OSError):
-    """The Hugging Face Hub refused a request (a bad token, no access) or cannot be reached."""
+    """The Hugging Face Hub refused a request (a bad token, no access, server trouble)."""

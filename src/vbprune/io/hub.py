@@ -34,7 +34,7 @@ def push_folder(
     Raises:
         MissingInputError: ``directory`` holds no saved model.
         ConfigError: ``repo_id`` is not a valid repo id.
-        HubError: the Hub refused the upload (token, access) or cannot be reached.
+        HubError: the Hub refused the upload (token, access, server trouble).
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
