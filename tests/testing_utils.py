@@ -19,28 +19,18 @@ def _timm(name: str, **args):
     return model
 
 
+# timm ViT and DeiT take the same arguments
+TINY_TIMM_VIT_ARGS = dict(
+    img_size=IMAGE, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10
+)
+
+
 def timm_vit():
-    return _timm(
-        "vit_tiny_patch16_224",
-        img_size=IMAGE,
-        patch_size=8,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        num_classes=10,
-    )
+    return _timm("vit_tiny_patch16_224", **TINY_TIMM_VIT_ARGS)
 
 
 def timm_deit_distilled():
-    return _timm(
-        "deit_tiny_distilled_patch16_224",
-        img_size=IMAGE,
-        patch_size=8,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        num_classes=10,
-    )
+    return _timm("deit_tiny_distilled_patch16_224", **TINY_TIMM_VIT_ARGS)
 
 
 def timm_swin():
@@ -185,9 +175,7 @@ def write_image_folder(root, per_class=(7, 3), classes=("cat", "dog", "eel"), se
     return root
 
 
-TINY_TIMM_ARGS = dict(
-    img_size=IMAGE, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3
-)
+TINY_TIMM_ARGS = {**TINY_TIMM_VIT_ARGS, "num_classes": 3}  # the trained fixture model
 
 
 def vit_macs(tokens, dim, hidden_per_block, patches, patch_in, classes):
