@@ -79,8 +79,8 @@ def test_weights_that_do_not_match_the_recorded_widths(images, tmp_path):
     for family in ("timm-swin", "hf-swin"):
         folder = vbprune.save_pretrained(pruned(family, images), tmp_path / family)
         config = json.loads((folder / "config.json").read_text())
-        if "mlp_widths" in config:
-            config["mlp_widths"][1] += 3
+        if "mlp_widths" in config:  # transformers: widths by site
+            config["mlp_widths"]["swin.encoder.layers.1.blocks.0.mlp"] += 3
         else:
             config["vbprune"]["widths"]["layers.1.blocks.0.mlp"] += 3
         (folder / "config.json").write_text(json.dumps(config))
@@ -104,9 +104,9 @@ def test_missing_weights_unknown_family_and_newer_keys(images, tmp_path):
 
     hf = vbprune.save_pretrained(pruned("hf-vit", images), tmp_path / "hf")
     hf_config = json.loads((hf / "config.json").read_text())
-    hf_config["model_type"] = "vbprune_beit"
+    hf_config["model_type"] = "vbprune_no_such_family"
     (hf / "config.json").write_text(json.dumps(hf_config))
-    with pytest.raises(ValueError, match="unknown model family 'vbprune_beit'"):
+    with pytest.raises(ValueError, match="unknown model type 'vbprune_no_such_family'"):
         vbprune.from_pretrained(hf)
 
     (folder / "model.safetensors").unlink()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,10 +19,37 @@ from testing_utils import logits
 OPTIONS_0_1 = ("ratio", "scope", "round_to", "min_keep", "compensate")
 
 
+LEGACY_FILES = Path(__file__).parent / "fixtures" / "vbprune_0_2"
+
+
+def to_legacy_transformers_layout(folder, key: str = "mlp_widths") -> None:
+    """Rewrite a saved transformers checkpoint as vbprune 0.1/0.2 wrote it: model type
+    ``vbprune_<family>``, one pruned subclass per family (their modeling file, kept in
+    ``tests/fixtures``), the widths as a list in forward order under ``key``."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    stock = config["architectures"][0]
+    family = stock.removesuffix("ForImageClassification")
+    config["model_type"] = "vbprune_" + config["model_type"]
+    config["architectures"] = ["VBPrune" + stock]
+    config["auto_map"] = {
+        "AutoConfig": f"modeling_vbprune.VBPrune{family}Config",
+        "AutoModelForImageClassification": f"modeling_vbprune.VBPrune{stock}",
+    }
+    config[key] = list(config.pop("mlp_widths").values())
+    del config["mlp_layout"]
+    path.write_text(json.dumps(config))
+    (folder / "surgery.py").unlink()
+    for name in ("modeling_vbprune.py", "layouts.py"):
+        shutil.copyfile(LEGACY_FILES / name, folder / name)
+
+
 def to_0_1_layout(folder) -> None:
     """Rewrite a saved config as vbprune 0.1 wrote it: ``hidden_sizes``,
     ``mlp_hidden_sizes``, ``original_sizes`` and loose pruning options."""
     path = folder / "config.json"
+    if "mlp_widths" in json.loads(path.read_text()):
+        to_legacy_transformers_layout(folder, key="mlp_hidden_sizes")
     config = json.loads(path.read_text())
     section = config["vbprune"]
     section["hidden_sizes"] = section.pop("widths")
@@ -29,8 +58,6 @@ def to_0_1_layout(folder) -> None:
     report["hidden_sizes"] = report.pop("widths")
     for options in (section, report):  # 0.1 had no criterion nor seed
         options.update({k: v for k, v in options.pop("pruning").items() if k in OPTIONS_0_1})
-    if "mlp_widths" in config:
-        config["mlp_hidden_sizes"] = config.pop("mlp_widths")
     path.write_text(json.dumps(config))
 
 
@@ -61,13 +88,22 @@ def test_checkpoints_of_vbprune_0_1_load(family, images, tmp_path):
     assert "ratio 0.4" in card and "50.0 %" in card  # options and shares read back
 
 
+@pytest.mark.parametrize("key", ["mlp_widths", "mlp_hidden_sizes"])  # 0.2, 0.1
+def test_legacy_transformers_checkpoints_load_in_vbprune(key, images, tmp_path):
+    model = pruned("hf-vit", images)
+    folder = vbprune.save_pretrained(model, tmp_path / "old")
+    to_legacy_transformers_layout(folder, key)
+    loaded = vbprune.from_pretrained(folder)
+    assert torch.equal(logits(loaded, images), logits(model, images))
+    again = vbprune.save_pretrained(loaded, tmp_path / "new")  # in today's layout
+    assert json.loads((again / "config.json").read_text())["model_type"] == "vit"
+
+
 @pytest.mark.slow
 def test_a_0_1_transformers_checkpoint_loads_with_stock_transformers(images, tmp_path):
     model = pruned("hf-vit", images)
     folder = vbprune.save_pretrained(model, tmp_path / "old", metadata={"report": {}})
-    config = json.loads((folder / "config.json").read_text())
-    config["mlp_hidden_sizes"] = config.pop("mlp_widths")
-    (folder / "config.json").write_text(json.dumps(config))
+    to_legacy_transformers_layout(folder, "mlp_hidden_sizes")
     torch.save(images, folder / "images.pt")
     torch.save(logits(model, images), folder / "logits.pt")
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"))

@@ -46,41 +46,62 @@ def test_unsupported_model_names_class_and_supported_families():
     with pytest.raises(vbprune.UnsupportedModelError) as info:
         vbprune.find_mlp_sites(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     message = str(info.value)
-    assert "Sequential" in message and "SwinTransformer" in message and "convnextv2" in message
+    assert "Sequential" in message and "no module of a known MLP layout" in message
+    assert "ConvNextV2Layer" in message and "SwiGLU" in message  # the supported classes
     assert isinstance(info.value, ValueError)
 
 
-def test_unsupported_timm_and_hf_families():
+def test_models_without_an_mlp_are_unsupported():
     import timm
-    from transformers import BeitConfig, BeitForImageClassification
+    from transformers import ResNetConfig, ResNetForImageClassification
 
-    with pytest.raises(vbprune.UnsupportedModelError, match="ResNet"):
+    with pytest.raises(vbprune.UnsupportedModelError, match="cannot prune ResNet"):
         vbprune.find_mlp_sites(timm.create_model("resnet10t", pretrained=False))
-    beit = BeitForImageClassification(
-        BeitConfig(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=32,
-            patch_size=8,
-        )
+    resnet = ResNetForImageClassification(
+        ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1], num_labels=2)
     )
-    with pytest.raises(vbprune.UnsupportedModelError, match="beit"):
-        vbprune.find_mlp_sites(beit)
+    with pytest.raises(vbprune.UnsupportedModelError, match="ResNetForImageClassification"):
+        vbprune.find_mlp_sites(resnet)
 
 
-def test_gated_mlp_is_rejected():
+def test_an_mlp_class_without_a_row_is_named_with_the_closest_rows():
     import timm
-    from timm.layers import SwiGLU
+    from torch import nn
 
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        img_size=32,
-        patch_size=8,
-        depth=1,
-        mlp_layer=SwiGLU,
-    )
-    with pytest.raises(vbprune.UnsupportedModelError, match="SwiGLU"):
+    class ConvMlpish(nn.Module):  # looks like an MLP, has no row
+        def __init__(self):
+            super().__init__()
+            self.up, self.down = nn.Linear(4, 8), nn.Linear(8, 4)
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
+                              patch_size=8, depth=1)  # fmt: skip
+    model.blocks[0].extra = ConvMlpish()
+    ConvMlpish.__module__ = "timm.models.fake"  # as if timm shipped it
+    with pytest.raises(vbprune.UnsupportedModelError) as info:
+        vbprune.find_mlp_sites(model)
+    message = str(info.value)
+    assert "blocks.0.extra is a timm ConvMlpish" in message and "closest rows: ConvMlp" in message
+
+
+def test_gated_mlps_are_sites_with_one_neuron_per_gate_and_value_pair():
+    import timm
+    from timm.layers import SwiGLU, SwiGLUPacked
+
+    for layer, layout in ((SwiGLU, "timm/SwiGLU"), (SwiGLUPacked, "timm/GluMlp")):
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
+                                  patch_size=8, depth=1, mlp_layer=layer)  # fmt: skip
+        site = vbprune.find_mlp_sites(model)[0]
+        assert site.layout == layout and site.exact
+        assert site.width == site.fc2.in_features
+        if site.packed:
+            assert site.gate is None and site.fc1.out_features == 2 * site.width
+        else:
+            assert site.gate.out_features == site.fc1.out_features == site.width
+
+
+def test_unprunable_gating_says_why():
+    import timm
+
+    model = timm.create_model("gmlp_ti16_224", pretrained=False, img_size=32, num_blocks=1)
+    with pytest.raises(vbprune.UnsupportedModelError, match="SpatialGatingUnit: gMLP"):
         vbprune.find_mlp_sites(model)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -12,16 +14,28 @@ from ..core.compat import RenamedAttribute
 
 @dataclass(frozen=True, eq=False)
 class MLPSite:
-    """One two-layer MLP ``fc2(post(act(fc1(x))))`` whose hidden neurons can be pruned.
+    """One MLP ``fc2(h)`` with hidden neurons ``h = act(fc1(x))`` that can be pruned.
+
+    For a gated MLP ``h = act(gate(x)) * fc1(x)``: one hidden neuron is one (gate, up)
+    pair, removed from both. Calibration records ``h`` as fc2 sees it.
 
     Attributes:
-        name: Module path of the MLP (for HF ConvNeXt, the block that holds ``pwconv1/2``).
-        fc1: The expanding layer (``nn.Linear``, or ``nn.Conv2d`` with a 1x1 kernel).
+        name: Module path of the MLP (for layouts that split it over two modules, the
+            module that holds both, e.g. transformers' ``Swinv2Layer``).
+        fc1: The expanding layer (``nn.Linear`` or a 1x1 convolution); the value ("up")
+            projection of a gated MLP, or both halves when ``packed``.
         fc2: The projecting layer, same kind as ``fc1``.
-        grn: Optional Global Response Norm between activation and ``fc2`` (ConvNeXt v2);
-            its weight and bias are indexed by the hidden channel on their last dimension.
+        grn: Global Response Norm between activation and ``fc2`` (ConvNeXt v2), if any;
+            it is also in ``channels``.
         module: The module at ``name``; metadata such as timm's ``hidden_features`` is
             updated on it when the width changes.
+        gate: The separate gate projection of a gated MLP (SwiGLU), or ``None``.
+        packed: ``fc1`` holds the gate and value halves of a gated MLP.
+        channels: Per-hidden-channel modules between fc1 and fc2 (BatchNorm, depthwise
+            convolution, hidden LayerNorm, GRN), sliced with the neurons.
+        layout: The table row that matched (``"timm/Mlp"``: library and module class).
+        paths: Module paths of the parts (``fc1``, ``fc2``, ``channels``) from the model
+            root, and ``packed``: what a checkpoint records to resize a fresh model.
     """
 
     name: str
@@ -29,18 +43,38 @@ class MLPSite:
     fc2: nn.Module
     grn: nn.Module | None = None
     module: nn.Module | None = None
+    gate: nn.Module | None = None
+    packed: bool = False
+    channels: tuple[nn.Module, ...] = ()
+    layout: str = ""
+    paths: Mapping[str, Any] = field(default_factory=dict)
 
     hidden_size = RenamedAttribute("width")  # vbprune 0.1's name
 
     @property
     def width(self) -> int:
-        """Current number of hidden neurons (rows of ``fc1``)."""
-        return int(self.fc1.weight.shape[0])
+        """Current number of hidden neurons (input channels of ``fc2``)."""
+        return int(self.fc2.weight.shape[1])
 
     @property
     def is_conv(self) -> bool:
-        """True when the MLP is made of 1x1 convolutions (channels on dim 1, NCHW)."""
-        return isinstance(self.fc2, nn.Conv2d)
+        """True when fc2 is a 1x1 convolution (hidden channels on dim 1, NCHW)."""
+        return isinstance(self.fc2, nn.modules.conv._ConvNd)
+
+    @property
+    def exact(self) -> bool:
+        """True when nothing couples the hidden neurons, so removing a neuron whose
+        activation is constant, with the fold, leaves the output unchanged.
+
+        False behind a hidden LayerNorm or Global Response Norm: they normalise over all
+        hidden channels, so removing one changes the others slightly (ConvNeXt-V2,
+        EVA02 base/large). Such sites are still pruned; the fold is then approximate.
+        """
+        return all(surgery.channel_kind(m) == "independent" for m in self._channel_modules())
+
+    def _channel_modules(self) -> list[nn.Module]:
+        extra = [self.grn] if self.grn is not None and self.grn not in self.channels else []
+        return [*self.channels, *extra]
 
     def fold(self, pruned: Tensor, mean: Tensor) -> None:
         """Fold the mean activations ``mean`` of neurons ``pruned`` into fc2's bias."""
@@ -48,7 +82,7 @@ class MLPSite:
 
     def shrink(self, keep: Tensor) -> None:
         """Keep only the hidden neurons ``keep`` (sorted indices), in place."""
-        channel_modules = [self.grn] if self.grn is not None else []
-        surgery.shrink_mlp(self.fc1, self.fc2, keep, channel_modules)
+        inputs = [self.fc1] if self.gate is None else [self.gate, self.fc1]
+        surgery.shrink_mlp(inputs, self.fc2, keep, self._channel_modules(), self.packed)
         if self.module is not None and hasattr(self.module, "hidden_features"):
             self.module.hidden_features = self.width  # timm's Mlp records its width

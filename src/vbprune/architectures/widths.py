@@ -35,13 +35,13 @@ def apply_widths(
     fc_names = {id(m): n for n, m in model.named_modules()}
     for name, width in widths.items():
         site = sites[name]
-        fc1_name, fc2_name = fc_names[id(site.fc1)], fc_names[id(site.fc2)]
+        fc2_name = fc_names[id(site.fc2)]
         if weight_shapes is not None:
-            saved = weight_shapes.get(f"{fc1_name}.weight")
-            if saved is None or saved[0] != width:
+            saved = weight_shapes.get(f"{fc2_name}.weight")
+            if saved is None or len(saved) < 2 or saved[1] != width:
                 raise CheckpointError(
                     f"{where}: {name} is recorded with width {width}, but its weights "
-                    f"{fc1_name}.weight have shape {saved}"
+                    f"{fc2_name}.weight have shape {saved}"
                 )
         if not 1 <= width <= site.width:
             raise CheckpointError(f"{where}: width {width} of {name} is outside [1, {site.width}]")

@@ -1,133 +1,88 @@
-"""Pruned ViT, DeiT, Swin, ConvNeXt and ConvNeXtV2 image classifiers (vbprune).
+"""Pruned transformers models with per-MLP widths, loadable without vbprune.
 
-Variance-Based Pruning removes MLP hidden neurons, so every block has its own MLP width.
-Each class here is the stock transformers class whose MLPs are resized to the widths in
-``config.mlp_widths`` (one per MLP, in forward order) before the weights load; configs
-written by vbprune 0.1 name them ``mlp_hidden_sizes``.
-This file and ``layouts.py`` import only torch and transformers: they are saved next to
-the weights, and ``trust_remote_code=True`` loads the model without vbprune installed.
+Variance-Based Pruning removes MLP hidden neurons, so every MLP has its own width.
+``config.json`` keeps the stock model type and configuration and adds:
+
+- ``mlp_widths``: ``{site: width}``, the hidden width of every pruned MLP;
+- ``mlp_layout``: ``{site: {"fc1": [paths], "fc2": path, "channels": [paths],
+  "packed": bool, "fc2_bias": bool}}``, the module paths of each MLP's layers.
+
+This module gives every transformers model class a pruned twin of the same name
+(``modeling_vbprune.ViTForImageClassification``, ``...Dinov2ForImageClassification``):
+the stock class, whose ``__init__`` resizes those layers before the weights load.
+``auto_map`` in ``config.json`` names the twin, so stock
+``AutoModelForImageClassification.from_pretrained(path, trust_remote_code=True)`` loads
+the model. This file and ``surgery.py`` import only torch and transformers.
 """
 
 import torch
+import transformers
 from torch import nn
-from transformers import (
-    ConvNextConfig,
-    ConvNextForImageClassification,
-    ConvNextV2Config,
-    ConvNextV2ForImageClassification,
-    DeiTConfig,
-    DeiTForImageClassification,
-    DeiTForImageClassificationWithTeacher,
-    SwinConfig,
-    SwinForImageClassification,
-    ViTConfig,
-    ViTForImageClassification,
-)
 
-from .layouts import MLP_LAYOUTS, base_model_type
+from .surgery import shrink_mlp
 
 
-def resize_mlps(model: nn.Module, widths) -> None:
-    """Give the model's MLPs the hidden ``widths`` (forward order); weights load after."""
-    holder, fc1_name, fc2_name, grn_name = MLP_LAYOUTS[base_model_type(model.config.model_type)]
-    holders = [m for m in model.modules() if type(m).__name__ == holder]
-    widths = list(widths)
-    if len(widths) != len(holders):
+def resize_mlps(model, widths, layout):
+    """Give the MLPs of a freshly built ``model`` the recorded ``widths``.
+
+    Only shapes change here (the first ``width`` neurons are kept); the weights load next.
+    """
+    modules = dict(model.named_modules())
+    missing = sorted({p for parts in layout.values() for p in _paths(parts)} - set(modules))
+    if missing or set(widths) != set(layout):
         raise ValueError(
-            f"config.mlp_widths has {len(widths)} widths, the model has {len(holders)} MLPs"
+            "config.mlp_widths / mlp_layout do not fit this model: "
+            f"{missing[:3] or sorted(set(widths) ^ set(layout))[:3]}"
         )
-    for module, width in zip(holders, widths):
-        fc1, fc2 = getattr(module, fc1_name), getattr(module, fc2_name)
-        factory = {"device": fc1.weight.device, "dtype": fc1.weight.dtype}
-        setattr(module, fc1_name, nn.Linear(fc1.in_features, width, **factory))
-        # fc2 always has a bias here: the removed neurons' mean is folded into it
-        setattr(module, fc2_name, nn.Linear(width, fc2.out_features, **factory))
-        if grn_name is not None:
-            grn = getattr(module, grn_name)
-            shape = (*grn.weight.shape[:-1], width)  # (1, 1, 1, H)
-            grn.weight = nn.Parameter(torch.zeros(shape, **factory))
-            grn.bias = nn.Parameter(torch.zeros(shape, **factory))
+    for name, width in widths.items():
+        parts = layout[name]
+        fc2 = modules[parts["fc2"]]
+        if not 1 <= width <= fc2.weight.shape[1]:
+            raise ValueError(f"width {width} of {name} is outside [1, {fc2.weight.shape[1]}]")
+        with torch.no_grad():
+            shrink_mlp(
+                [modules[p] for p in parts["fc1"]],
+                fc2,
+                torch.arange(width),
+                [modules[p] for p in parts["channels"]],
+                parts.get("packed", False),
+            )
+            if parts.get("fc2_bias") and fc2.bias is None:  # created by the mean fold
+                out = fc2.weight.shape[0]
+                factory = {"dtype": fc2.weight.dtype, "device": fc2.weight.device}
+                fc2.bias = nn.Parameter(torch.zeros(out, **factory))
 
 
-class _Pruned:
-    """Mixin: build the stock model, then resize its MLPs to the recorded widths."""
+def _paths(parts):
+    return [*parts["fc1"], parts["fc2"], *parts["channels"]]
 
-    def __init__(self, config):
-        super().__init__(config)
-        widths = getattr(config, "mlp_widths", None) or getattr(config, "mlp_hidden_sizes", None)
+
+class PrunedMixin:
+    """Build the stock model, then resize its MLPs to ``config.mlp_widths``."""
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        widths = getattr(config, "mlp_widths", None)
         if widths:
-            resize_mlps(self, widths)
+            resize_mlps(self, widths, config.mlp_layout)
 
 
-class VBPruneViTConfig(ViTConfig):
-    model_type = "vbprune_vit"
-    mlp_widths: list[int] | None = None
+_CLASSES = {}
 
 
-class VBPruneViTForImageClassification(_Pruned, ViTForImageClassification):
-    config_class = VBPruneViTConfig
+def pruned_class(name):
+    """The pruned twin of the transformers model class ``name``."""
+    if name not in _CLASSES:
+        base = getattr(transformers, name, None)
+        if not (isinstance(base, type) and issubclass(base, transformers.PreTrainedModel)):
+            raise AttributeError(f"transformers has no model class {name!r}")
+        doc = f"{name} with MLPs resized to ``config.mlp_widths`` (pruned by vbprune)."
+        _CLASSES[name] = type(name, (PrunedMixin, base), {"__module__": __name__, "__doc__": doc})
+    return _CLASSES[name]
 
 
-class VBPruneDeiTConfig(DeiTConfig):
-    model_type = "vbprune_deit"
-    mlp_widths: list[int] | None = None
-
-
-class VBPruneDeiTForImageClassification(_Pruned, DeiTForImageClassification):
-    config_class = VBPruneDeiTConfig
-
-
-class VBPruneDeiTDistilledConfig(DeiTConfig):
-    model_type = "vbprune_deit_distilled"
-    mlp_widths: list[int] | None = None
-
-
-class VBPruneDeiTForImageClassificationWithTeacher(_Pruned, DeiTForImageClassificationWithTeacher):
-    config_class = VBPruneDeiTDistilledConfig
-
-
-class VBPruneSwinConfig(SwinConfig):
-    model_type = "vbprune_swin"
-    mlp_widths: list[int] | None = None
-
-
-class VBPruneSwinForImageClassification(_Pruned, SwinForImageClassification):
-    config_class = VBPruneSwinConfig
-
-
-class VBPruneConvNextConfig(ConvNextConfig):
-    model_type = "vbprune_convnext"
-    mlp_widths: list[int] | None = None
-
-
-class VBPruneConvNextForImageClassification(_Pruned, ConvNextForImageClassification):
-    config_class = VBPruneConvNextConfig
-
-
-class VBPruneConvNextV2Config(ConvNextV2Config):
-    model_type = "vbprune_convnextv2"
-    mlp_widths: list[int] | None = None
-
-
-class VBPruneConvNextV2ForImageClassification(_Pruned, ConvNextV2ForImageClassification):
-    config_class = VBPruneConvNextV2Config
-
-
-# stock class name -> (pruned config class, pruned model class)
-PRUNED_CLASSES = {
-    "ViTForImageClassification": (VBPruneViTConfig, VBPruneViTForImageClassification),
-    "DeiTForImageClassification": (VBPruneDeiTConfig, VBPruneDeiTForImageClassification),
-    "DeiTForImageClassificationWithTeacher": (
-        VBPruneDeiTDistilledConfig,
-        VBPruneDeiTForImageClassificationWithTeacher,
-    ),
-    "SwinForImageClassification": (VBPruneSwinConfig, VBPruneSwinForImageClassification),
-    "ConvNextForImageClassification": (
-        VBPruneConvNextConfig,
-        VBPruneConvNextForImageClassification,
-    ),
-    "ConvNextV2ForImageClassification": (
-        VBPruneConvNextV2Config,
-        VBPruneConvNextV2ForImageClassification,
-    ),
-}
+def __getattr__(name):
+    # ``auto_map`` names a class of this module; it is made on first use.
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return pruned_class(name)

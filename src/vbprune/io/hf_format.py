@@ -1,9 +1,14 @@
-"""transformers checkpoints: the pruned subclass of the model's family
-(:mod:`vbprune.hf_remote`) with ``auto_map``, so stock transformers loads them with
-``trust_remote_code=True``; vbprune itself loads them through the registered classes."""
+"""transformers checkpoints: the stock configuration plus every MLP's width and layer
+paths (``mlp_widths``, ``mlp_layout``), with a self-contained modeling file
+(:mod:`vbprune.hf_remote`) named in ``auto_map``, so stock transformers loads any
+supported model type with ``trust_remote_code=True``; vbprune loads them through the
+same classes. Checkpoints of vbprune 0.1/0.2 (``model_type`` ``vbprune_<family>``, a
+list of widths) still load."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,57 +16,75 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..architectures import find_mlp_sites
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
 
-# config keys of the stock model that a pruned config must not inherit
-_STALE_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "mlp_widths",
-               "mlp_hidden_sizes", SECTION)  # fmt: skip
+LEGACY_PREFIX = "vbprune_"  # model_type of 0.1/0.2 checkpoints: vbprune_vit, ...
+_REMOTE_FILES = ("modeling_vbprune.py", "surgery.py")
+# auto classes a saved model is registered for, by the stock class's mapping
+_AUTO_CLASSES = {
+    "AutoModelForImageClassification": "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+    "AutoModel": "MODEL_MAPPING_NAMES",
+}
 
 
 def register_auto_classes() -> None:
-    """Let ``AutoConfig`` / ``AutoModelForImageClassification`` build pruned models by
-    their ``vbprune_*`` model type in this process, without ``trust_remote_code``.
+    """Kept for vbprune 0.2 callers: pruned checkpoints now keep their stock model type,
+    so the Auto classes need no registration. Does nothing."""
 
-    vbprune's own loaders call it; stock transformers with ``trust_remote_code=True``
-    needs nothing (the modeling file is saved with the model).
-    """
-    from transformers import AutoConfig, AutoModelForImageClassification
 
-    from ..hf_remote.modeling_vbprune import PRUNED_CLASSES
+def _stock_class(model: nn.Module) -> type:
+    return next(c for c in type(model).__mro__ if c.__module__.startswith("transformers."))
 
-    for config_class, model_class in PRUNED_CLASSES.values():
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModelForImageClassification.register(config_class, model_class, exist_ok=True)
+
+def _auto_map(class_name: str) -> dict[str, str]:
+    from transformers.models.auto import modeling_auto
+
+    auto_map = {}
+    for auto, mapping in _AUTO_CLASSES.items():
+        names = getattr(modeling_auto, mapping).values()
+        if any(class_name == n or (isinstance(n, tuple) and class_name in n) for n in names):
+            auto_map[auto] = f"modeling_vbprune.{class_name}"
+    return auto_map or {"AutoModel": f"modeling_vbprune.{class_name}"}
+
+
+def site_records(model: nn.Module) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """``mlp_widths`` and ``mlp_layout`` of a transformers model, as saved in its config."""
+    sites = find_mlp_sites(model)
+    widths = {site.name: site.width for site in sites}
+    layout = {site.name: {**site.paths, "fc2_bias": site.fc2.bias is not None} for site in sites}
+    return widths, layout
 
 
 def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
-    """Write a transformers model as its pruned class, widths and ``section`` in its config.
+    """Write a transformers model with its widths, layout and ``section`` in its config,
+    and the modeling files that let stock transformers rebuild it."""
+    from ..hf_remote.modeling_vbprune import pruned_class
 
-    Raises:
-        CheckpointError: for a class that has no pruned counterpart.
-    """
-    from ..hf_remote.modeling_vbprune import PRUNED_CLASSES
-
-    stock = next((c.__name__ for c in type(model).__mro__ if c.__name__ in PRUNED_CLASSES), None)
-    if stock is None:
-        raise CheckpointError(
-            f"cannot save {type(model).__name__}: pruned transformers models are saved as "
-            f"one of {sorted(PRUNED_CLASSES)}"
-        )
-    config_class, model_class = PRUNED_CLASSES[stock]
-    values = model.config.to_dict()
-    for key in _STALE_KEYS:
-        values.pop(key, None)
-    config = config_class(**values, mlp_widths=list(section["widths"].values()))
+    stock = _stock_class(model)
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.mlp_widths, config.mlp_layout = site_records(model)
+    config.architectures = [stock.__name__]
+    config.auto_map = _auto_map(stock.__name__)
     setattr(config, SECTION, section)
     with torch.device("meta"):
-        pruned = model_class(config)  # shapes only; the weights come from ``model``
+        pruned = pruned_class(stock.__name__)(config)  # shapes only; weights from ``model``
     pruned.load_state_dict(model.state_dict(), strict=True, assign=True)
-    config.register_for_auto_class()
-    pruned.register_for_auto_class("AutoModelForImageClassification")
     pruned.save_pretrained(str(directory), safe_serialization=True)
+    _copy_remote_files(directory)
     _save_image_processor(model, directory)
+
+
+def _copy_remote_files(directory: Path) -> None:
+    from .. import core, hf_remote
+
+    sources = {
+        "modeling_vbprune.py": Path(hf_remote.__file__).parent / "modeling_vbprune.py",
+        "surgery.py": Path(core.__file__).parent / "surgery.py",  # the real one, not the shim
+    }
+    for name in _REMOTE_FILES:
+        shutil.copyfile(sources[name], Path(directory) / name)
 
 
 def _save_image_processor(model: nn.Module, directory: Path) -> None:
@@ -79,21 +102,61 @@ def _save_image_processor(model: nn.Module, directory: Path) -> None:
 
 
 def check_hf_config(config: Mapping[str, Any], where: str) -> None:
-    """Refuse a config of a family vbprune does not know; check its ``vbprune`` section.
+    """Refuse a config transformers cannot build; check its ``vbprune`` section.
 
     Raises:
-        CheckpointError: for an unknown family or a section without widths.
+        CheckpointError: for an unknown model type or class, or a bad section.
     """
-    from ..hf_remote.layouts import MLP_LAYOUTS, base_model_type
+    from transformers import CONFIG_MAPPING
 
-    family = base_model_type(config.get("model_type"))
-    if family not in MLP_LAYOUTS:
-        raise CheckpointError(
-            f"{where}: unknown model family {config.get('model_type')!r}; "
-            f"vbprune knows {sorted(MLP_LAYOUTS)}"
-        )
+    model_type = str(config.get("model_type"))
+    base = model_type[len(LEGACY_PREFIX) :] if model_type.startswith(LEGACY_PREFIX) else model_type
+    if base not in CONFIG_MAPPING:
+        raise CheckpointError(f"{where}: unknown model type {config.get('model_type')!r}")
     if SECTION in config:
         check_section(config[SECTION], where)
+
+
+def _config_and_class(folder: Path) -> tuple[Any, type]:
+    """The stock config (with widths and layout) and the pruned class of a checkpoint."""
+    from transformers import AutoConfig
+
+    from ..hf_remote.modeling_vbprune import pruned_class
+
+    values = json.loads((folder / "config.json").read_text())
+    if str(values.get("model_type", "")).startswith(LEGACY_PREFIX):
+        return _legacy_config_and_class(values)
+    config = AutoConfig.from_pretrained(str(folder))
+    names = getattr(config, "architectures", None) or []
+    try:
+        return config, pruned_class(names[0])
+    except (AttributeError, IndexError) as error:
+        raise CheckpointError(f"{folder}: config.json names no transformers model class") from error
+
+
+def _legacy_config_and_class(values: dict[str, Any]) -> tuple[Any, type]:
+    """A vbprune 0.1/0.2 config (``vbprune_vit``, widths as a list) in today's terms."""
+    from transformers import AutoConfig
+
+    from ..hf_remote.modeling_vbprune import pruned_class
+
+    values = dict(values)
+    base = values.pop("model_type")[len(LEGACY_PREFIX) :].removesuffix("_distilled")
+    widths = values.pop("mlp_widths", None) or values.pop("mlp_hidden_sizes", None) or []
+    for key in ("auto_map", "transformers_version", "mlp_hidden_sizes"):
+        values.pop(key, None)
+    name = values.pop("architectures")[0].removeprefix("VBPrune")
+    config = AutoConfig.for_model(base, **values)
+    model_class = pruned_class(name)
+    with torch.device("meta"):
+        stock = model_class(config)
+    names = [site.name for site in find_mlp_sites(stock)]
+    if len(names) != len(widths):
+        raise CheckpointError(f"config has {len(widths)} MLP widths, the model {len(names)} MLPs")
+    config.mlp_widths = dict(zip(names, widths))
+    config.mlp_layout = site_records(stock)[1]
+    config.architectures = [name]
+    return config, model_class
 
 
 def load_hf(folder: Path, where: str) -> nn.Module:
@@ -102,12 +165,10 @@ def load_hf(folder: Path, where: str) -> nn.Module:
     Raises:
         CheckpointError: weights whose shapes or names do not match the config.
     """
-    from transformers import AutoModelForImageClassification
-
-    register_auto_classes()
+    config, model_class = _config_and_class(folder)
     try:
-        model, info = AutoModelForImageClassification.from_pretrained(
-            str(folder), output_loading_info=True
+        model, info = model_class.from_pretrained(
+            str(folder), config=config, output_loading_info=True
         )
     except (RuntimeError, ValueError) as error:  # sizes; widths the model cannot take
         raise CheckpointError(f"{where}: weights do not match the config: {error}") from error
@@ -123,12 +184,8 @@ def build_hf(folder: Path) -> nn.Module:
     Raises:
         CheckpointError: recorded widths the architecture cannot take.
     """
-    from transformers import AutoConfig, AutoModelForImageClassification
-
-    register_auto_classes()
-    # a vbprune_* config carries every MLP width: the pruned class is built at those sizes
-    hf_config = AutoConfig.from_pretrained(str(folder))
+    config, model_class = _config_and_class(folder)
     try:
-        return AutoModelForImageClassification.from_config(hf_config).eval()
-    except ValueError as error:  # as many widths as MLPs, or it is not this model
+        return model_class(config).eval()
+    except ValueError as error:  # widths that do not fit, or it is not this model
         raise CheckpointError(f"{folder}: {error}") from error

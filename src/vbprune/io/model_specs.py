@@ -44,7 +44,11 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
     path = Path(spec).expanduser()
     if path.is_dir():
         config = read_model_config(path)
-        pruned = "vbprune" in config or str(config.get("model_type", "")).startswith("vbprune_")
+        pruned = (
+            "vbprune" in config
+            or "mlp_widths" in config
+            or str(config.get("model_type", "")).startswith("vbprune_")
+        )
         if pruned:  # built at its recorded widths, with or without its weights
             from .checkpoint import build_architecture, from_pretrained
 
@@ -73,9 +77,6 @@ def _load_timm(name: str, pretrained: bool) -> nn.Module:
 def _load_hf(name: str, pretrained: bool) -> nn.Module:
     from transformers import AutoConfig, AutoModelForImageClassification
 
-    from .hf_format import register_auto_classes
-
-    register_auto_classes()  # a folder of vbprune_* type without the vbprune section
     try:
         if pretrained:
             return AutoModelForImageClassification.from_pretrained(name).eval()

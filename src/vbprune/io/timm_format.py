@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..architectures import find_mlp_sites
 from ..architectures.interface import timm_built_size
 from ..architectures.widths import apply_widths
 from ..core.errors import CheckpointError
@@ -72,8 +73,11 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
             "pass the model_args it was created with"
         ) from error
 
-    def shapes(state):  # fc2 biases may have been created by the fold: not compared
-        return {k: tuple(v.shape) for k, v in state.items() if not k.endswith("fc2.bias")}
+    # fc2 biases may have been created by the fold: not compared
+    fold_biases = {f"{site.paths['fc2']}.bias" for site in find_mlp_sites(model)}
+
+    def shapes(state):
+        return {k: tuple(v.shape) for k, v in state.items() if k not in fold_biases}
 
     differing = shape_differences(shapes(rebuilt.state_dict()), shapes(model.state_dict()))
     if differing:

@@ -1,0 +1,173 @@
+"""Find the prunable MLPs of a model by walking its modules and matching the layout table.
+
+No model names: every module whose class has a row in :mod:`.layouts` and whose
+structure fits the row (projections of the right kind and width, per-channel modules
+between them) is a site. A module that looks like an MLP (its class name says MLP or
+FFN) but has no fitting row makes the model unsupported, so no MLP is silently left
+unpruned or pruned wrongly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from torch import nn
+
+from ..core import surgery
+from ..core.errors import UnsupportedModelError
+from .layouts import IGNORED, IGNORED_ATTRIBUTES, UNPRUNABLE, MLPLayout, all_class_names, rows_for
+from .site import MLPSite
+
+_LOOKS_LIKE_MLP = re.compile(r"mlp|ffn|feedforward", re.IGNORECASE)
+_LIBRARIES = ("timm", "transformers")
+
+
+def _library(module: nn.Module) -> str | None:
+    top = type(module).__module__.split(".", 1)[0]
+    return top if top in _LIBRARIES else None
+
+
+def _get(module: nn.Module, path: str) -> nn.Module | None:
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if prefix else path
+
+
+def _projection_problem(layer: nn.Module | None, path: str) -> str | None:
+    if isinstance(layer, nn.Linear):
+        return None
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        if set(layer.kernel_size) == {1} and layer.groups == 1:
+            return None
+        return f"{path} is a {layer.kernel_size} convolution with {layer.groups} groups"
+    kind = "missing" if layer is None else f"a {type(layer).__name__}"
+    return f"{path} is {kind}, not a Linear or 1x1 convolution"
+
+
+def _channel_problem(module: nn.Module, path: str, width: int) -> str | None:
+    kind = type(module).__name__
+    if kind in UNPRUNABLE:
+        return f"{path} is a {kind}: {UNPRUNABLE[kind]}"
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
+        size = module.num_features if hasattr(module, "num_features") else module.normalized_shape
+        return None if size in (width, (width,)) else f"{path} normalises {size} channels"
+    if surgery.is_depthwise(module):
+        return None if module.out_channels == width else f"{path} has {module.out_channels} channels"
+    if isinstance(module, nn.GroupNorm) and module.num_groups != 1:
+        return f"{path} is a GroupNorm with {module.num_groups} groups over the hidden units"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return f"{path} is a {module.kernel_size} convolution mixing hidden channels"
+    if any(True for child in module.children() for _ in child.parameters()):
+        return f"{path} is a {kind} with submodules; its channel use is unknown"
+    values = [v for v in module.parameters(recurse=False)]
+    if not values:
+        return f"{path} is a {kind} without parameters; only Identity is skipped"
+    for value in values:
+        if value.shape[-1] != width and (value.dim() < 2 or value.shape[1] != width):
+            return f"{path} ({kind}) has a parameter of shape {tuple(value.shape)}, not per channel"
+    return None
+
+
+def _match(row: MLPLayout, module: nn.Module, name: str) -> MLPSite | str:
+    """The site of ``module`` under ``row``, or why it does not fit."""
+    for path in row.channels:  # a known unprunable part says more than a width mismatch
+        kind = type(_get(module, path)).__name__
+        if kind in UNPRUNABLE:
+            return f"{path} is a {kind}: {UNPRUNABLE[kind]}"
+    fc2 = _get(module, row.fc2)
+    problem = _projection_problem(fc2, row.fc2)
+    if problem:
+        return problem
+    width = int(fc2.weight.shape[1])
+    inputs = [_get(module, path) for path in row.fc1_paths]
+    rows = 2 * width if row.packed else width
+    for layer, path in zip(inputs, row.fc1_paths):
+        problem = _projection_problem(layer, path)
+        if problem:
+            return problem
+        if layer.weight.shape[0] != rows:
+            return f"{path} has {layer.weight.shape[0]} outputs, {row.fc2} takes {width}"
+    channels, channel_paths = [], []
+    for path in row.channels:
+        channel = _get(module, path)
+        if channel is None or isinstance(channel, nn.Identity):
+            continue
+        problem = _channel_problem(channel, path, width)
+        if problem:
+            return problem
+        channels.append(channel)
+        channel_paths.append(_join(name, path))
+    gate = inputs[0] if len(inputs) == 2 else None
+    grn = next((c for c in channels if "ResponseNorm" in type(c).__name__ or
+                type(c).__name__.endswith("GRN")), None)  # fmt: skip
+    paths = {
+        "fc1": [_join(name, p) for p in row.fc1_paths],
+        "fc2": _join(name, row.fc2),
+        "channels": channel_paths,
+        "packed": row.packed,
+    }
+    return MLPSite(name, inputs[-1], fc2, grn, module, gate, row.packed, tuple(channels),
+                   f"{row.library}/{type(module).__name__}", paths)  # fmt: skip
+
+
+def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:
+    """All sites of ``model`` in forward (module) order, and the MLP-like modules that
+    could not be matched, each with the reason."""
+    sites: list[MLPSite] = []
+    problems: list[str] = []
+    skipped: list[str] = []  # subtrees already handled (a site, an ignored module)
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix) for prefix in skipped):
+            continue
+        library = _library(module)
+        kind = type(module).__name__
+        if (
+            name.rsplit(".", 1)[-1] in IGNORED_ATTRIBUTES
+            or kind in IGNORED
+            or kind.endswith("ClassifierHead")  # heads: their hidden units are pre-logits
+        ):
+            skipped.append(name + ".")
+            continue
+        if library is None:
+            continue
+        rows = rows_for(library, kind)
+        reasons = []
+        for row in rows:
+            site = _match(row, module, name)
+            if isinstance(site, MLPSite):
+                sites.append(site)
+                skipped.append(name + ".")
+                break
+            reasons.append(site)
+        else:
+            if reasons:
+                problems.append(f"{name or 'the model'} ({library} {kind}): {'; '.join(reasons)}")
+            elif kind in UNPRUNABLE:
+                problems.append(f"{name} ({library} {kind}): {UNPRUNABLE[kind]}")
+            elif name and _LOOKS_LIKE_MLP.search(kind):
+                close = difflib.get_close_matches(kind, all_class_names(), n=3, cutoff=0.4)
+                hint = f" (closest rows: {', '.join(close)})" if close else ""
+                problems.append(
+                    f"{name} is a {library} {kind}, which has no row in the table of MLP "
+                    f"layouts{hint}"
+                )
+    return sites, problems
+
+
+def unsupported_error(model: nn.Module, problems: list[str]) -> UnsupportedModelError:
+    """The error for a model with unmatched MLPs, or with none at all."""
+    kind = type(model).__name__
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return UnsupportedModelError(f"vbprune cannot prune {kind}: {problems[0]}{more}")
+    return UnsupportedModelError(
+        f"vbprune cannot prune {kind}: no module of a known MLP layout found. Supported "
+        f"MLP classes: {', '.join(all_class_names())}"
+    )

@@ -1,0 +1,151 @@
+"""The table of MLP layouts: where fc1, fc2 and the per-channel modules between them are.
+
+One row per MLP module class (of timm or transformers), never per model: every model built
+from these classes is supported. A row names attribute paths relative to the MLP module:
+
+- ``fc1``: the expanding projection; for a gated MLP ``act(gate(x)) * up(x)`` the pair
+  ``(gate, up)``, or one layer holding both halves with ``packed=True``.
+- ``fc2``: the projection back (its input is what calibration records).
+- ``channels``: modules between them that act per hidden channel and must be sliced
+  too (BatchNorm, depthwise convolution, a hidden LayerNorm or Global Response Norm).
+  A path that is absent, ``None`` or ``nn.Identity`` on a given model is skipped.
+
+Whatever stands before fc1 (an input norm) or after fc2 (layer-scale, an output
+BatchNorm) needs no row: the fold stays exact. Adding a layout is adding a row here and
+a small model to ``tests/test_layouts.py``; :func:`vbprune.architectures.probe.probe`
+verifies it.
+
+This file is data: it imports neither timm nor transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MLPLayout:
+    """One row of the table: how an MLP module class is laid out.
+
+    Attributes:
+        library: ``"timm"`` or ``"transformers"`` (the top package of the class's module).
+        classes: Class names this row applies to (copies of one design in several models).
+        fc1: Path of the expanding layer, or ``(gate, up)`` for a gated MLP with two.
+        fc2: Path of the projecting layer.
+        channels: Paths of per-hidden-channel modules between fc1 and fc2.
+        packed: fc1 holds both halves of a gated MLP (neuron ``j`` is rows ``j`` and
+            ``j + width``).
+        note: What the row covers, for the docs and error messages.
+    """
+
+    library: str
+    classes: tuple[str, ...]
+    fc1: str | tuple[str, str]
+    fc2: str
+    channels: tuple[str, ...] = ()
+    packed: bool = False
+    note: str = ""
+
+    @property
+    def fc1_paths(self) -> tuple[str, ...]:
+        """The expanding layer paths: one, or ``(gate, up)``."""
+        return (self.fc1,) if isinstance(self.fc1, str) else tuple(self.fc1)
+
+    @property
+    def key(self) -> str:
+        """A short name of the row: ``timm/Mlp``."""
+        return f"{self.library}/{self.classes[0]}"
+
+
+_T = "timm"
+_HF = "transformers"
+
+LAYOUTS: tuple[MLPLayout, ...] = (
+    # --- timm ---------------------------------------------------------------------
+    MLPLayout(_T, ("Mlp",), "fc1", "fc2", ("norm",),
+              note="timm's shared MLP (ViT, DeiT(-III), Swin(V2), BEiT, EVA, CaiT, DINOv2, "
+                   "Mixer, ResMLP, MaxViT, MetaFormers, ...); norm: hidden LayerNorm"),
+    MLPLayout(_T, ("GatedMlp",), "fc1", "fc2", ("gate", "norm"),
+              note="gMLP block without its spatial gating unit (gate = Identity)"),
+    MLPLayout(_T, ("SwiGLU",), ("fc1_g", "fc1_x"), "fc2", ("norm",),
+              note="SwiGLU with separate gate and value projections (EVA02, AIMv2, ...)"),
+    MLPLayout(_T, ("GluMlp",), "fc1", "fc2", ("norm",), packed=True,
+              note="GLU / SwiGLUPacked: gate and value halves of one fc1 (DINOv2 SwiGLU)"),
+    MLPLayout(_T, ("GeGluMlp",), ("w0", "w1"), "w2", note="ViTamin GeGLU (input norm)"),
+    MLPLayout(_T, ("GlobalResponseNormMlp",), "fc1", "fc2", ("grn",),
+              note="ConvNeXt-V2 MLP with Global Response Norm"),
+    MLPLayout(_T, ("ConvMlp",), "fc1", "fc2", ("norm",),
+              note="1x1-conv MLPs (CoAtNet, InceptionNeXt, FastViT, Twins-like stages)"),
+    MLPLayout(_T, ("NormMlp",), "fc1", "fc2", note="TinyViT (norm on the input)"),
+    MLPLayout(_T, ("MlpWithDepthwiseConv",), "fc1", "fc2", ("dwconv",),
+              note="PVTv2 Mix-FFN: depthwise 3x3 conv between fc1 and the activation"),
+    MLPLayout(_T, ("LevitMlp",), "ln1.linear", "ln2.linear", ("ln1.bn",),
+              note="LeViT: Linear/Conv + BatchNorm; fc2's BatchNorm is after fc2"),
+    MLPLayout(_T, ("ConvMlpWithNorm",), "fc1.conv", "fc2.conv", ("fc1.bn", "mid.conv", "mid.bn"),
+              note="EfficientFormerV2: 1x1 conv + BN, optional depthwise 3x3 + BN"),
+    MLPLayout(_T, ("ConvMlpWithNorm",), "fc1", "fc2", ("norm1",),
+              note="EfficientFormer v1: 1x1 conv, BatchNorm, act, 1x1 conv, BatchNorm"),
+    MLPLayout(_T, ("FFN",), "fc1.conv", "fc2.conv", ("fc1.norm",), note="EfficientViM"),
+    MLPLayout(_T, ("SpatialMlp",), "conv1", "conv3", ("conv2",),
+              note="Visformer MLP; with a grouped (not depthwise) 3x3 conv it cannot be pruned"),
+    # --- transformers ---------------------------------------------------------------
+    MLPLayout(_HF, ("ViTMLP", "DeiTMLP", "SwinMLP", "BeitMLP", "CLIPMLP", "SiglipMLP",
+                    "Siglip2MLP", "MetaClip2MLP", "Dinov2MLP", "Dinov2WithRegistersMLP",
+                    "IJepaMLP", "ViTMSNMLP", "HieraMlp", "FocalNetMlp"),
+              "fc1", "fc2", note="transformers' fc1/fc2 MLP classes"),
+    MLPLayout(_HF, ("Dinov2SwiGLUFFN", "Dinov2WithRegistersSwiGLUFFN"),
+              ("gate_proj", "up_proj"), "down_proj", note="DINOv2 SwiGLU"),
+    MLPLayout(_HF, ("Swinv2Layer", "DonutSwinLayer", "Data2VecVisionLayer", "CvtLayer",
+                    "MobileViTTransformerLayer"),
+              "intermediate.dense", "output.dense",
+              note="layers with the MLP split into Intermediate and Output modules"),
+    MLPLayout(_HF, ("ConvNextLayer",), "pwconv1", "pwconv2", note="ConvNeXt block"),
+    MLPLayout(_HF, ("ConvNextV2Layer",), "pwconv1", "pwconv2", ("grn",),
+              note="ConvNeXt-V2 block with Global Response Norm"),
+    MLPLayout(_HF, ("PvtFFN",), "dense1", "dense2", note="PVT v1"),
+    MLPLayout(_HF, ("PvtV2ConvFeedForwardNetwork",), "dense1", "dense2", ("dwconv.dwconv",),
+              note="PVTv2 Mix-FFN (depthwise conv)"),
+    MLPLayout(_HF, ("SegformerMixMLP",), "fc1", "fc2", ("dwconv.dwconv",),
+              note="SegFormer Mix-FFN (depthwise conv)"),
+    MLPLayout(_HF, ("PoolFormerOutput",), "conv1", "conv2", note="PoolFormer (1x1 convs)"),
+    MLPLayout(_HF, ("SwiftFormerMlp",), "fc1", "fc2", note="SwiftFormer (input BatchNorm)"),
+    MLPLayout(_HF, ("LevitMLPLayer",), "linear_up.linear", "linear_down.linear",
+              ("linear_up.batch_norm",), note="LeViT: Linear + BatchNorm"),
+    MLPLayout(_HF, ("MobileViTV2FFN",), "conv1.convolution", "conv2.convolution",
+              ("conv1.normalization",), note="MobileViTV2 (1x1 convs)"),
+    MLPLayout(_HF, ("PerceiverMLP",), "dense1", "dense2", note="Perceiver"),
+)  # fmt: skip
+
+# Modules that look like MLPs (by class name) but are deliberately left alone: pruning
+# them would change a model's outputs or interface, or they are not MLPs at all.
+IGNORED: dict[str, str] = {
+    "MlpHead": "classifier head (MetaFormer): its hidden units are the pre-logits",
+    "MlpClassifierHead": "classifier head (InceptionNeXt)",
+    "NormMlpClassifierHead": "classifier head (ConvNeXt, TinyViT, ...)",
+    "Qwen3VitPatchMerger": "output projection head (its hidden units are the pre-logits)",
+    "DeepseekVitAligner": "output projection head (its hidden units are the pre-logits)",
+    "MLPLayerWithBN": "one Linear with BatchNorm (transformers LeViT), not a two-layer MLP",
+}
+
+# Attribute names of MLPs that are not feature MLPs: skipped wherever they appear.
+IGNORED_ATTRIBUTES: dict[str, str] = {
+    "cpb_mlp": "continuous position-bias MLP inside attention (Swin V2); tiny, input-free",
+}
+
+# Known MLP classes that cannot be pruned neuron by neuron, and why.
+UNPRUNABLE: dict[str, str] = {
+    "SpatialGatingUnit": "gMLP's gate is a projection over tokens that mixes the two halves",
+    "GatedConvBlock": "MambaOut splits fc1 into gate, identity and conv branches",
+    "ImageGPTMLP": "GPT-2 Conv1D layers (transposed weights) are not handled",
+    "Gemma3MLP": "the language model of a vision-language model",
+}
+
+
+def rows_for(library: str, class_name: str) -> list[MLPLayout]:
+    """The rows of ``library`` (``"timm"``/``"transformers"``) that name ``class_name``."""
+    return [row for row in LAYOUTS if row.library == library and class_name in row.classes]
+
+
+def all_class_names() -> list[str]:
+    """Every class name with a row, for "closest rows" hints."""
+    return sorted({name for row in LAYOUTS for name in row.classes})

@@ -1,0 +1,9 @@
+"""The layer surgery the modeling file resizes with.
+
+Inside vbprune this is :mod:`vbprune.core.surgery`; next to a saved checkpoint it is a
+copy of that file (torch only), so stock transformers needs nothing else.
+"""
+
+from ..core.surgery import shrink_mlp
+
+__all__ = ["shrink_mlp"]
