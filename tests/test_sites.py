@@ -100,8 +100,10 @@ def test_gated_mlps_are_sites_with_one_neuron_per_gate_and_value_pair():
 
 
 def test_unprunable_gating_says_why():
-    import timm
+    from timm.layers import GatedMlp
+    from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
 
-    model = timm.create_model("gmlp_ti16_224", pretrained=False, img_size=32, num_blocks=1)
+    model = MlpMixer(img_size=32, patch_size=8, num_blocks=1, embed_dim=16, mlp_ratio=6,
+                     block_layer=SpatialGatingBlock, mlp_layer=GatedMlp)  # gMLP, small
     with pytest.raises(vbprune.UnsupportedModelError, match="SpatialGatingUnit: gMLP"):
         vbprune.find_mlp_sites(model)
