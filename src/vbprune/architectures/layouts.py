@@ -65,8 +65,6 @@ LAYOUTS: tuple[MLPLayout, ...] = (
     MLPLayout(_T, ("Mlp",), "fc1", "fc2", ("norm",),
               note="timm's shared MLP (ViT, DeiT(-III), Swin(V2), BEiT, EVA, CaiT, DINOv2, "
                    "Mixer, ResMLP, MaxViT, MetaFormers, ...); norm: hidden LayerNorm"),
-    MLPLayout(_T, ("GatedMlp",), "fc1", "fc2", ("gate", "norm"),
-              note="gMLP block without its spatial gating unit (gate = Identity)"),
     MLPLayout(_T, ("SwiGLU",), ("fc1_g", "fc1_x"), "fc2", ("norm",),
               note="SwiGLU with separate gate and value projections (EVA02, AIMv2, ...)"),
     MLPLayout(_T, ("GluMlp",), "fc1", "fc2", ("norm",), packed=True,
@@ -86,8 +84,6 @@ LAYOUTS: tuple[MLPLayout, ...] = (
     MLPLayout(_T, ("ConvMlpWithNorm",), "fc1", "fc2", ("norm1",),
               note="EfficientFormer v1: 1x1 conv, BatchNorm, act, 1x1 conv, BatchNorm"),
     MLPLayout(_T, ("FFN",), "fc1.conv", "fc2.conv", ("fc1.norm",), note="EfficientViM"),
-    MLPLayout(_T, ("SpatialMlp",), "conv1", "conv3", ("conv2",),
-              note="Visformer MLP; with a grouped (not depthwise) 3x3 conv it cannot be pruned"),
     # --- transformers ---------------------------------------------------------------
     MLPLayout(_HF, ("ViTMLP", "DeiTMLP", "SwinMLP", "BeitMLP", "CLIPMLP", "SiglipMLP",
                     "Siglip2MLP", "MetaClip2MLP", "Dinov2MLP", "Dinov2WithRegistersMLP",
@@ -134,7 +130,8 @@ IGNORED_ATTRIBUTES: dict[str, str] = {
 
 # Known MLP classes that cannot be pruned neuron by neuron, and why.
 UNPRUNABLE: dict[str, str] = {
-    "SpatialGatingUnit": "gMLP's gate is a projection over tokens that mixes the two halves",
+    "GatedMlp": "gMLP's gate is a projection over tokens that mixes the two halves",
+    "SpatialMlp": "Visformer's grouped (not depthwise) 3x3 conv mixes hidden channels",
     "GatedConvBlock": "MambaOut splits fc1 into gate, identity and conv branches",
     "ImageGPTMLP": "GPT-2 Conv1D layers (transposed weights) are not handled",
     "Gemma3MLP": "the language model of a vision-language model",

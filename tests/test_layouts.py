@@ -1,0 +1,133 @@
+"""Every row of the layout table on a small model of every family it covers: the probe
+(constant neurons removed without output change where the site is exact), pruning at
+0.5 (forward, parameter count), and save/reload giving identical outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vbprune
+from layout_zoo import HF_ZOO, TIMM_INPUT, TIMM_ZOO
+from test_checkpoint import STOCK_LOAD
+from vbprune.architectures.layouts import LAYOUTS
+from vbprune.evaluation.probe import probe
+
+APPROXIMATE = {"eva02_base_patch14_224", "convnextv2_atto", "convnextv2"}  # LN, GRN
+
+
+def build(key: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A small model of the zoo (random weights) and a batch of 2 images it takes."""
+    torch.manual_seed(0)
+    if key in TIMM_ZOO:
+        import timm
+
+        args = TIMM_ZOO[key]
+        model = timm.create_model(key, pretrained=False, **args)
+        size = TIMM_INPUT.get(key) or args.get("img_size") or 64
+    else:
+        import transformers
+
+        name, args = HF_ZOO[key]
+        model_class = getattr(transformers, name)
+        model = model_class(model_class.config_class(**args))
+        size = args.get("image_size", 32)
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    return model.eval(), torch.randn(2, 3, *size)
+
+
+ZOO = [*TIMM_ZOO, *HF_ZOO]
+
+
+def test_every_row_has_a_model_in_the_zoo():
+    covered = set()
+    for key in ZOO:
+        model, _ = build(key)
+        covered |= {site.layout for site in vbprune.find_mlp_sites(model)}
+    rows = {row.key: {f"{row.library}/{c}" for c in row.classes} for row in LAYOUTS}
+    missing = [key for key, classes in rows.items() if not classes & covered]
+    assert not missing, f"layout rows without a test model: {missing}"
+
+
+@pytest.mark.parametrize("key", ZOO)
+def test_probe_removes_constant_neurons_without_changing_exact_outputs(key):
+    model, images = build(key)
+    result = probe(model, images)
+    assert result.removed > 0 and result.layouts
+    assert result.exact == (key not in APPROXIMATE)
+    assert result.passed, f"{key}: outputs moved by {result.relative_difference:.2e}"
+    if not result.exact:  # the probe sees the coupling: the fold is only approximate
+        assert result.relative_difference > 1e-6
+
+
+def removed_parameters(site: vbprune.MLPSite, removed: int) -> int:
+    """Parameters one MLP loses when ``removed`` hidden neurons go, from its layers."""
+    width = site.width
+    per_neuron = site.fc2.weight.numel() // width  # a column of fc2
+    for layer in (site.fc1, site.gate):
+        if layer is not None:
+            rows = layer.weight.shape[0]
+            per_neuron += (layer.weight.numel() + (layer.bias.numel() if layer.bias is not None
+                           else 0)) // rows * (2 if site.packed else 1)  # fmt: skip
+    for module in site.channels:
+        per_neuron += sum(p.numel() for p in module.parameters(recurse=False)) // width
+    return removed * per_neuron
+
+
+@pytest.mark.parametrize("key", ZOO)
+def test_prune_at_half_then_save_and_reload(key, tmp_path):
+    model, images = build(key)
+    sites = vbprune.find_mlp_sites(model)
+    before = vbprune.count_params(model)
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    result = vbprune.prune_model(model, stats, ratio=0.5)
+    assert result.num_pruned == pytest.approx(0.5 * sum(result.original_widths.values()), abs=1)
+    expected = sum(
+        removed_parameters(s, result.original_widths[s.name] - result.widths[s.name])
+        for s in sites  # measured on the pruned sites: per-neuron counts are width-free
+    )
+    dense = dict(build(key)[0].named_parameters())
+    created_biases = sum(  # the fold gives a bias-free fc2 of a pruned MLP a bias
+        s.fc2.weight.shape[0] for s in vbprune.find_mlp_sites(model)
+        if f"{s.paths['fc2']}.bias" not in dense and s.width < result.original_widths[s.name]
+    )  # fmt: skip
+    assert before - vbprune.count_params(model) == expected - created_biases
+    with torch.no_grad():
+        out = model(images)
+    out = out if isinstance(out, torch.Tensor) else out.logits
+    assert torch.isfinite(out).all()
+    args = TIMM_ZOO.get(key)
+    folder = vbprune.save_pretrained(model, tmp_path / "model", model_args=args)
+    loaded = vbprune.from_pretrained(folder)
+    saved, read = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == read.keys() and all(torch.equal(saved[k], read[k]) for k in saved)
+    with torch.no_grad():
+        again = loaded(images)
+    again = again if isinstance(again, torch.Tensor) else again.logits
+    # same weights; kernels may round differently for new allocations (seen: 2e-10)
+    assert torch.allclose(out, again, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_pruned_transformers_models_load_with_stock_transformers(tmp_path):
+    folders = []
+    for key in HF_ZOO:
+        model, images = build(key)
+        vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.5)
+        folder = vbprune.save_pretrained(model, tmp_path / key)
+        torch.save(images, folder / "images.pt")
+        with torch.no_grad():
+            torch.save(model(images).logits, folder / "logits.pt")
+        folders.append(str(folder))
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"))
+    done = subprocess.run([sys.executable, "-c", STOCK_LOAD, *folders], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    differences = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(differences) == set(folders)
+    assert all(d < 1e-6 for d in differences.values()), differences
