@@ -45,12 +45,16 @@ ZOO = [*TIMM_ZOO, *HF_ZOO]
 
 
 def test_every_row_has_a_model_in_the_zoo():
-    covered = set()
-    for key in ZOO:
-        model, _ = build(key)
-        covered |= {site.layout for site in vbprune.find_mlp_sites(model)}
-    rows = {row.key: {f"{row.library}/{c}" for c in row.classes} for row in LAYOUTS}
-    missing = [key for key, classes in rows.items() if not classes & covered]
+    sites = [site for key in ZOO for site in vbprune.find_mlp_sites(build(key)[0])]
+
+    def covers(site: vbprune.MLPSite, row) -> bool:  # rows of one class differ in fc2
+        return site.layout in {f"{row.library}/{c}" for c in row.classes} and site.paths[
+            "fc2"
+        ].endswith(row.fc2)
+
+    missing = [
+        f"{row.key} ({row.fc2})" for row in LAYOUTS if not any(covers(s, row) for s in sites)
+    ]
     assert not missing, f"layout rows without a test model: {missing}"
 
 
@@ -79,13 +83,47 @@ def removed_parameters(site: vbprune.MLPSite, removed: int) -> int:
     return removed * per_neuron
 
 
+def macs_per_neuron(model: torch.nn.Module, images: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates one hidden neuron of each MLP costs per image, from its layers
+    and the positions they see: fc1 (and gate) rows at fc1's positions, the fc2 column
+    and depthwise kernels at fc2's (a strided depthwise conv sits between; norms and
+    activations are element-wise: not MACs)."""
+    sites = vbprune.find_mlp_sites(model)
+    positions: dict[tuple[str, str], int] = {}
+
+    def record(site, layer, key):
+        def hook(module, args):  # one image: every position of the input
+            positions[site.name, key] = args[0].numel() // layer.weight.shape[1]
+
+        return layer.register_forward_pre_hook(hook)
+
+    handles = [record(s, s.fc1, "fc1") for s in sites] + [record(s, s.fc2, "fc2") for s in sites]
+    with torch.no_grad():
+        model(images[:1])
+    for handle in handles:
+        handle.remove()
+    costs = {}
+    for site in sites:
+        projections = 1 if site.gate is None and not site.packed else 2
+        fc1 = site.fc1.weight[0].numel() * projections * positions[site.name, "fc1"]
+        per_position = site.fc2.weight.shape[0] + sum(
+            m.weight[0].numel() for m in site.channels
+            if isinstance(m, torch.nn.modules.conv._ConvNd)
+        )  # fmt: skip
+        costs[site.name] = fc1 + per_position * positions[site.name, "fc2"]
+    return costs
+
+
 @pytest.mark.parametrize("key", ZOO)
 def test_prune_at_half_then_save_and_reload(key, tmp_path):
     model, images = build(key)
     sites = vbprune.find_mlp_sites(model)
     before = vbprune.count_params(model)
+    macs_before = vbprune.count_macs(model, images.shape[1:])
+    per_neuron = macs_per_neuron(model, images)
     stats = vbprune.VarianceCalibrator(model).run([images])
     result = vbprune.prune_model(model, stats, ratio=0.5)
+    assert bool(result.approximate_sites) == (key in APPROXIMATE)
     assert result.num_pruned == pytest.approx(0.5 * sum(result.original_widths.values()), abs=1)
     expected = sum(
         removed_parameters(s, result.original_widths[s.name] - result.widths[s.name])
@@ -97,6 +135,11 @@ def test_prune_at_half_then_save_and_reload(key, tmp_path):
         if f"{s.paths['fc2']}.bias" not in dense and s.width < result.original_widths[s.name]
     )  # fmt: skip
     assert before - vbprune.count_params(model) == expected - created_biases
+    removed_macs = sum(  # counting sees every removed MLP multiply-accumulate, no more
+        per_neuron[name] * (width - result.widths[name])
+        for name, width in result.original_widths.items()
+    )
+    assert macs_before - vbprune.count_macs(model, images.shape[1:]) == removed_macs
     with torch.no_grad():
         out = model(images)
     out = out if isinstance(out, torch.Tensor) else out.logits

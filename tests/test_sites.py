@@ -103,7 +103,14 @@ def test_unprunable_gating_says_why():
     from timm.layers import GatedMlp
     from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
 
-    model = MlpMixer(img_size=32, patch_size=8, num_blocks=1, embed_dim=16, mlp_ratio=6,
-                     block_layer=SpatialGatingBlock, mlp_layer=GatedMlp)  # gMLP, small
+    model = MlpMixer(
+        img_size=32,
+        patch_size=8,
+        num_blocks=1,
+        embed_dim=16,
+        mlp_ratio=6,
+        block_layer=SpatialGatingBlock,
+        mlp_layer=GatedMlp,
+    )  # gMLP, small
     with pytest.raises(vbprune.UnsupportedModelError, match="GatedMlp.*gMLP"):
         vbprune.find_mlp_sites(model)

@@ -10,7 +10,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -32,11 +32,14 @@ class PruningResult:
             folded means per site).
         original_widths: Hidden width per site before pruning.
         widths: Hidden width per site after pruning.
+        approximate_sites: Sites whose fold is approximate, not exact, because a hidden
+            LayerNorm or Global Response Norm couples their neurons (``site.exact``).
     """
 
     plan: PruningPlan
     original_widths: dict[str, int]
     widths: dict[str, int]
+    approximate_sites: list[str] = field(default_factory=list)
 
     # vbprune 0.1's names
     original_sizes = RenamedAttribute("original_widths")
@@ -210,5 +213,6 @@ def prune_model(
     ordered = {site.name: stats[site.name] for site in sites}
     scores = magnitude_scores(model) if config.criterion == "magnitude" else None
     plan = plan_pruning(ordered, scores=scores, config=config)
+    approximate = [site.name for site in sites if not site.exact]
     widths = apply_plan(model, plan)
-    return PruningResult(plan, original, widths)
+    return PruningResult(plan, original, widths, approximate)

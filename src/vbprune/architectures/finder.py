@@ -59,7 +59,9 @@ def _channel_problem(module: nn.Module, path: str, width: int) -> str | None:
         size = module.num_features if hasattr(module, "num_features") else module.normalized_shape
         return None if size in (width, (width,)) else f"{path} normalises {size} channels"
     if surgery.is_depthwise(module):
-        return None if module.out_channels == width else f"{path} has {module.out_channels} channels"
+        return (
+            None if module.out_channels == width else f"{path} has {module.out_channels} channels"
+        )
     if isinstance(module, nn.GroupNorm) and module.num_groups != 1:
         return f"{path} is a GroupNorm with {module.num_groups} groups over the hidden units"
     if isinstance(module, nn.modules.conv._ConvNd):
@@ -145,7 +147,8 @@ def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:
                 sites.append(site)
                 skipped.append(name + ".")
                 break
-            reasons.append(site)
+            if row.strict:
+                reasons.append(site)
         else:
             if reasons:
                 problems.append(f"{name or 'the model'} ({library} {kind}): {'; '.join(reasons)}")

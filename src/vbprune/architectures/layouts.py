@@ -36,6 +36,9 @@ class MLPLayout:
         packed: fc1 holds both halves of a gated MLP (neuron ``j`` is rows ``j`` and
             ``j + width``).
         note: What the row covers, for the docs and error messages.
+        strict: A module of this class that does not fit makes the model unsupported.
+            ``False`` for generic class names (``Block``, ``MBConv``) that other designs
+            share: a module that does not fit is simply not this layout.
     """
 
     library: str
@@ -45,6 +48,7 @@ class MLPLayout:
     channels: tuple[str, ...] = ()
     packed: bool = False
     note: str = ""
+    strict: bool = True
 
     @property
     def fc1_paths(self) -> tuple[str, ...]:
@@ -83,7 +87,25 @@ LAYOUTS: tuple[MLPLayout, ...] = (
               note="EfficientFormerV2: 1x1 conv + BN, optional depthwise 3x3 + BN"),
     MLPLayout(_T, ("ConvMlpWithNorm",), "fc1", "fc2", ("norm1",),
               note="EfficientFormer v1: 1x1 conv, BatchNorm, act, 1x1 conv, BatchNorm"),
+    MLPLayout(_T, ("ConvMlp",), "pw1.conv", "pw2.conv", ("pw1.bn",),
+              note="EfficientViT (MSRA): 1x1 conv + BatchNorm"),
     MLPLayout(_T, ("FFN",), "fc1.conv", "fc2.conv", ("fc1.norm",), note="EfficientViM"),
+    MLPLayout(_T, ("FFN",), "pw1.c", "pw2.c", ("pw1.bn",), note="SHViT"),
+    MLPLayout(_T, ("FFN",), "mixer.module.0.c", "mixer.module.2.c", ("mixer.module.0.bn",),
+              note="iFormer (residual 1x1 conv + BatchNorm FFN)"),
+    MLPLayout(_T, ("RepVitMlp",), "conv1.c", "conv2.c", ("conv1.bn",), note="RepViT"),
+    MLPLayout(_T, ("MLPBlock",), "mlp.0", "mlp.3", ("mlp.1",),
+              note="FasterNet block: its mlp is Sequential(conv, BatchNorm, act, conv)"),
+    MLPLayout(_T, ("Block",), ("f1.conv", "f2.conv"), "g.conv", ("f1.bn", "f2.bn"),
+              note="StarNet: act(f1(x)) * f2(x), 1x1 convs", strict=False),
+    MLPLayout(_T, ("MBConv",), "inverted_conv.conv", "point_conv.conv",
+              ("inverted_conv.norm", "depth_conv.conv", "depth_conv.norm"),
+              note="EfficientViT (MIT), LowFormer: 1x1 conv, depthwise conv, 1x1 conv",
+              strict=False),
+    MLPLayout(_T, ("ResidualBlock",), "main.1", "main.3",
+              note="LowFormer MLP: Sequential(norm, 1x1 conv, act, 1x1 conv)", strict=False),
+    MLPLayout(_T, ("Gemma4GatedMlp",), ("gate_proj.linear", "up_proj.linear"),
+              "down_proj.linear", note="Gemma 4 vision tower (clamping linears)"),
     # --- transformers ---------------------------------------------------------------
     MLPLayout(_HF, ("ViTMLP", "DeiTMLP", "SwinMLP", "BeitMLP", "CLIPMLP", "SiglipMLP",
                     "Siglip2MLP", "MetaClip2MLP", "Dinov2MLP", "Dinov2WithRegistersMLP",
@@ -121,6 +143,7 @@ IGNORED: dict[str, str] = {
     "Qwen3VitPatchMerger": "output projection head (its hidden units are the pre-logits)",
     "DeepseekVitAligner": "output projection head (its hidden units are the pre-logits)",
     "MLPLayerWithBN": "one Linear with BatchNorm (transformers LeViT), not a two-layer MLP",
+    "RelPosMlp": "relative position-bias MLP inside attention (input-free, tiny)",
 }
 
 # Attribute names of MLPs that are not feature MLPs: skipped wherever they appear.

@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     report["num_pruned"] = result.num_pruned
     report["original_widths"] = result.original_widths
     report["widths"] = result.widths
+    # a hidden LayerNorm/GRN couples the neurons there: the mean fold is approximate
+    report["approximate_sites"] = result.approximate_sites
     if eval_loader is not None:
         accuracy, _, report["timings"]["eval_after_s"] = top1()
         report["accuracy"]["top1_after_pruning"] = accuracy
@@ -142,6 +144,12 @@ def _summary(report: dict[str, Any], output: str) -> str:
         lines.append(
             f"top-1 on {acc['split']} ({acc['samples']} images): "
             f"{acc['top1_before']:.4f} -> {acc['top1_after_pruning']:.4f}"
+        )
+    approximate = report.get("approximate_sites")
+    if approximate:
+        lines.append(
+            f"note: {len(approximate)} MLP(s) normalise their hidden units (LayerNorm/GRN); "
+            "there the mean fold is approximate, not exact"
         )
     lines.append(f"wrote {output}")
     return "\n".join(lines)

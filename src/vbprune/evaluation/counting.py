@@ -59,12 +59,20 @@ def count_macs(
     param = next(model.parameters())
     images = torch.zeros(shape, dtype=param.dtype, device=param.device)
     modes = {module: module.training for module in model.modules()}
+    # The counter's module tracker hooks autograd on every module input that requires
+    # grad; a parameter passed straight into a submodule (PiT's and CaiT's class token,
+    # Perceiver's latents) has no grad_fn under no_grad and breaks it: freeze meanwhile.
+    trainable = [p for p in model.parameters() if p.requires_grad]
     counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     try:
         model.eval()
+        for param in trainable:
+            param.requires_grad_(False)
         with torch.no_grad(), counter:
             model(images)
     finally:
+        for param in trainable:
+            param.requires_grad_(True)
         for module, training in modes.items():
             module.train(training)
     return counter.get_total_flops() // 2
