@@ -86,8 +86,9 @@ TIMM_ZOO: dict[str, dict] = {
     "iformer_t": dict(num_classes=5),
     "repvit_m0_9": dict(num_classes=5),
     "fasternet_t0": dict(num_classes=5),
-    "gemma4_vit_167m": dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-                            num_classes=5),
+    "gemma4_vit_167m": dict(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5
+    ),
     "starnet_s1": dict(num_classes=5),  # gated 1x1-conv MLP in a block named Block
     "efficientvit_b0": dict(num_classes=5),  # MBConv: strided depthwise conv in some
     "lowformer_b0": dict(num_classes=5),

@@ -42,3 +42,28 @@ def test_count_macs_restores_training_mode_and_checks_shape():
     assert model.training
     with pytest.raises(ValueError, match="input_size"):
         vbprune.count_macs(model, (32, 32))
+
+
+def test_count_macs_of_a_model_that_passes_a_parameter_into_a_submodule():
+    import torch
+
+    class Head(torch.nn.Module):  # PiT/CaiT hand their class token to a block like this
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 3)
+
+        def forward(self, x, token):
+            return self.proj(x.mean((2, 3))[:, :4] + token)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = torch.nn.Parameter(torch.ones(4))
+            self.head = Head()
+
+        def forward(self, x):
+            return self.head(x, self.token)
+
+    model = Model()
+    assert vbprune.count_macs(model, (4, 8, 8)) == 4 * 3
+    assert all(p.requires_grad for p in model.parameters())  # frozen only meanwhile

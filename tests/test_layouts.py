@@ -156,6 +156,22 @@ def test_prune_at_half_then_save_and_reload(key, tmp_path):
     assert torch.allclose(out, again, rtol=0, atol=1e-6)
 
 
+def test_renamed_checkpoint_keys_load_into_every_weight(tmp_path):
+    """transformers 5 renames keys on save and load (DINOv2's SwiGLU gate and value are
+    packed as ``weights_in`` on disk): a pruned model must come back with every weight,
+    none re-initialised."""
+    from safetensors.torch import load_file
+
+    model, images = build("dinov2-swiglu")
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.5)
+    folder = vbprune.save_pretrained(model, tmp_path / "dinov2")
+    on_disk = load_file(folder / "model.safetensors")
+    assert any("weights_in" in key for key in on_disk)  # renamed: no in-memory name
+    loaded = vbprune.from_pretrained(folder)
+    saved, read = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == read.keys() and all(torch.equal(saved[k], read[k]) for k in saved)
+
+
 @pytest.mark.slow
 def test_pruned_transformers_models_load_with_stock_transformers(tmp_path):
     folders = []
