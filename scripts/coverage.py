@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import signal
 import time
 import warnings
@@ -88,6 +89,20 @@ def hf_rows(limit: int):
             signal.alarm(0)
 
 
+def _reason(row: tuple[str, str, str, str]) -> str:
+    """A short reason class of an unsupported row."""
+    detail = row[3]
+    if "no module of a known MLP layout" in detail:
+        return "no MLP-like module (convolutional networks)"
+    if detail.startswith(("does not build", "not built")):
+        return detail.split(":")[0]
+    found = re.search(r"\((?:timm|transformers) (\w+)\): (.*?)(?: \(and \d+ more\))?$", detail)
+    if found:
+        return f"{found.group(1)}: {found.group(2).split(': ', 1)[-1]}"
+    found = re.search(r"is a \w+ (\w+), which has no row", detail)
+    return f"{found.group(1)}: no row in the table" if found else detail
+
+
 def render(rows: list[tuple[str, str, str, str]], seconds: float) -> str:
     counts = collections.Counter((library, status) for library, _, status, _ in rows)
     lines = [
@@ -114,6 +129,10 @@ def render(rows: list[tuple[str, str, str, str]], seconds: float) -> str:
             f"| {library} | {counts[(library, 'exact')]} | "
             f"{counts[(library, 'approximate')]} | {counts[(library, 'unsupported')]} |"
         )
+    lines += ["", "Unsupported, by reason:", ""]
+    for reason, count in collections.Counter(_reason(r) for r in rows if r[2] == "unsupported"
+                                             ).most_common():  # fmt: skip
+        lines.append(f"- {count}: {reason}")
     for library in ("timm", "transformers"):
         lines += ["", f"## {library}", "", "| model | status | MLP layouts, or why not |",
                   "|---|---|---|"]  # fmt: skip

@@ -92,6 +92,8 @@ TIMM_ZOO: dict[str, dict] = {
     "starnet_s1": dict(num_classes=5),  # gated 1x1-conv MLP in a block named Block
     "efficientvit_b0": dict(num_classes=5),  # MBConv: strided depthwise conv in some
     "lowformer_b0": dict(num_classes=5),
+    "mobilenetv2_050": dict(num_classes=5),  # inverted residuals, no squeeze-excite
+    "mobilenetv4_conv_small": dict(num_classes=5),
     "test_vit_relpos": dict(img_size=32, num_classes=5),  # position-bias MLP left alone
 }
 
@@ -102,6 +104,11 @@ HF_VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
               intermediate_size=64, image_size=32, patch_size=8, num_labels=5)  # fmt: skip
 HF_STAGES = dict(embed_dim=16, depths=[1, 1], num_heads=[1, 2], image_size=32,
                  patch_size=4, window_size=4, num_labels=5)  # fmt: skip
+
+# PVTv2 and SegFormer: two stages of Mix-FFN blocks (depthwise conv between fc1 and fc2)
+MIX_FFN = dict(hidden_sizes=[16, 32], depths=[1, 1], num_attention_heads=[1, 2],
+               sr_ratios=[2, 1], num_encoder_blocks=2, patch_sizes=[7, 3], strides=[4, 2],
+               mlp_ratios=[4, 4], num_labels=5)  # fmt: skip
 
 HF_ZOO: dict[str, tuple[str, dict]] = {
     "vit": ("ViTForImageClassification", HF_VIT),
@@ -159,31 +166,11 @@ HF_ZOO: dict[str, tuple[str, dict]] = {
     ),
     "pvt_v2": (
         "PvtV2ForImageClassification",
-        dict(
-            hidden_sizes=[16, 32],
-            depths=[1, 1],
-            num_attention_heads=[1, 2],
-            sr_ratios=[2, 1],
-            num_encoder_blocks=2,
-            patch_sizes=[7, 3],
-            strides=[4, 2],
-            mlp_ratios=[4, 4],
-            num_labels=5,
-        ),
+        MIX_FFN,
     ),
     "segformer": (
         "SegformerForImageClassification",
-        dict(
-            hidden_sizes=[16, 32],
-            depths=[1, 1],
-            num_attention_heads=[1, 2],
-            sr_ratios=[2, 1],
-            num_encoder_blocks=2,
-            patch_sizes=[7, 3],
-            strides=[4, 2],
-            mlp_ratios=[4, 4],
-            num_labels=5,
-        ),
+        MIX_FFN,
     ),
     "levit": (
         "LevitForImageClassification",

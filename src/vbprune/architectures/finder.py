@@ -16,7 +16,15 @@ from torch import nn
 
 from ..core import surgery
 from ..core.errors import UnsupportedModelError
-from .layouts import IGNORED, IGNORED_ATTRIBUTES, UNPRUNABLE, MLPLayout, all_class_names, rows_for
+from .layouts import (
+    IGNORED,
+    IGNORED_ATTRIBUTES,
+    UNPRUNABLE,
+    UNPRUNABLE_CHANNELS,
+    MLPLayout,
+    all_class_names,
+    rows_for,
+)
 from .site import MLPSite
 
 _LOOKS_LIKE_MLP = re.compile(r"mlp|ffn|feedforward", re.IGNORECASE)
@@ -53,8 +61,9 @@ def _projection_problem(layer: nn.Module | None, path: str) -> str | None:
 
 def _channel_problem(module: nn.Module, path: str, width: int) -> str | None:
     kind = type(module).__name__
-    if kind in UNPRUNABLE:
-        return f"{path} is a {kind}: {UNPRUNABLE[kind]}"
+    reason = UNPRUNABLE.get(kind) or UNPRUNABLE_CHANNELS.get(kind)
+    if reason:
+        return f"{path} is a {kind}: {reason}"
     if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
         size = module.num_features if hasattr(module, "num_features") else module.normalized_shape
         return None if size in (width, (width,)) else f"{path} normalises {size} channels"
@@ -81,8 +90,9 @@ def _match(row: MLPLayout, module: nn.Module, name: str) -> MLPSite | str:
     """The site of ``module`` under ``row``, or why it does not fit."""
     for path in row.channels:  # a known unprunable part says more than a width mismatch
         kind = type(_get(module, path)).__name__
-        if kind in UNPRUNABLE:
-            return f"{path} is a {kind}: {UNPRUNABLE[kind]}"
+        reason = UNPRUNABLE.get(kind) or UNPRUNABLE_CHANNELS.get(kind)
+        if reason:
+            return f"{path} is a {kind}: {reason}"
     fc2 = _get(module, row.fc2)
     problem = _projection_problem(fc2, row.fc2)
     if problem:
@@ -124,9 +134,11 @@ def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:
     could not be matched, each with the reason."""
     sites: list[MLPSite] = []
     problems: list[str] = []
-    skipped: list[str] = []  # subtrees already handled (a site, an ignored module)
+    # named_modules walks depth first: a handled subtree (a site, an ignored module) is
+    # one run of names under its prefix, so one prefix at a time is enough
+    skipped = None
     for name, module in model.named_modules():
-        if any(name.startswith(prefix) for prefix in skipped):
+        if skipped is not None and name.startswith(skipped):
             continue
         library = _library(module)
         kind = type(module).__name__
@@ -135,7 +147,7 @@ def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:
             or kind in IGNORED
             or kind.endswith("ClassifierHead")  # heads: their hidden units are pre-logits
         ):
-            skipped.append(name + ".")
+            skipped = name + "."
             continue
         if library is None:
             continue
@@ -145,7 +157,7 @@ def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:
             site = _match(row, module, name)
             if isinstance(site, MLPSite):
                 sites.append(site)
-                skipped.append(name + ".")
+                skipped = name + "."
                 break
             if row.strict:
                 reasons.append(site)

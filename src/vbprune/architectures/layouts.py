@@ -104,6 +104,13 @@ LAYOUTS: tuple[MLPLayout, ...] = (
               strict=False),
     MLPLayout(_T, ("ResidualBlock",), "main.1", "main.3",
               note="LowFormer MLP: Sequential(norm, 1x1 conv, act, 1x1 conv)", strict=False),
+    MLPLayout(_T, ("InvertedResidual",), "conv_pw", "conv_pwl",
+              ("bn1", "conv_dw", "bn2", "aa", "se"),
+              note="MobileNetV2 / EfficientNet-Lite inverted residual (1x1 expand, BatchNorm, "
+                   "depthwise conv, 1x1 project) without squeeze-excite"),
+    MLPLayout(_T, ("UniversalInvertedResidual",), "pw_exp.conv", "pw_proj.conv",
+              ("pw_exp.bn", "dw_mid.conv", "dw_mid.bn", "se"),
+              note="MobileNetV4 universal inverted residual without squeeze-excite"),
     MLPLayout(_T, ("Gemma4GatedMlp",), ("gate_proj.linear", "up_proj.linear"),
               "down_proj.linear", note="Gemma 4 vision tower (clamping linears)"),
     # --- transformers ---------------------------------------------------------------
@@ -144,6 +151,7 @@ IGNORED: dict[str, str] = {
     "DeepseekVitAligner": "output projection head (its hidden units are the pre-logits)",
     "MLPLayerWithBN": "one Linear with BatchNorm (transformers LeViT), not a two-layer MLP",
     "RelPosMlp": "relative position-bias MLP inside attention (input-free, tiny)",
+    "GlobalContext": "global-context attention (a squeeze-excite variant) in GC-ResNets",
 }
 
 # Attribute names of MLPs that are not feature MLPs: skipped wherever they appear.
@@ -158,6 +166,13 @@ UNPRUNABLE: dict[str, str] = {
     "GatedConvBlock": "MambaOut splits fc1 into gate, identity and conv branches",
     "ImageGPTMLP": "GPT-2 Conv1D layers (transposed weights) are not handled",
     "Gemma3MLP": "the language model of a vision-language model",
+}
+
+
+# Modules that can stand between fc1 and fc2 but make the neurons inseparable.
+UNPRUNABLE_CHANNELS: dict[str, str] = {
+    name: "squeeze-excite between fc1 and fc2 pools every hidden channel into its gate"
+    for name in ("SqueezeExcite", "SEModule", "EffectiveSEModule", "SqueezeExciteCl")
 }
 
 

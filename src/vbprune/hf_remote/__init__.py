@@ -1,7 +1,9 @@
-"""Pruned transformers models with per-layer MLP widths, loadable without vbprune.
+"""Pruned transformers models with per-MLP widths, loadable without vbprune.
 
-``modeling_vbprune.py`` (with ``layouts.py``) is copied next to every saved pruned
-transformers model; ``config.json`` names its classes in ``auto_map``, so stock
+``modeling_vbprune.py`` and a copy of :mod:`vbprune.core.surgery` (as ``surgery.py``) are
+written next to every saved pruned transformers model; ``config.json`` keeps the stock
+model type, records ``mlp_widths`` and ``mlp_layout``, and names the modeling file's twin
+of the model class in ``auto_map``, so stock
 ``AutoModelForImageClassification.from_pretrained(path, trust_remote_code=True)`` loads
-it. Both files import only torch and transformers.
+it. The saved files import only torch and transformers.
 """
