@@ -245,6 +245,14 @@ HF_ZOO: dict[str, tuple[str, dict]] = {
             num_labels=5,
         ),
     ),
+    "timm_wrapper": (  # a timm model inside transformers: matched by the timm rows
+        "TimmWrapperForImageClassification",
+        dict(
+            architecture="vit_tiny_patch16_224",
+            num_labels=5,
+            model_args=dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2),
+        ),
+    ),
     "swiftformer": (
         "SwiftFormerForImageClassification",
         dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 24, 32], num_labels=5),

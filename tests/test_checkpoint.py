@@ -247,3 +247,18 @@ def test_transformers_checkpoint_with_a_missing_weight(images, tmp_path):
         vbprune.from_pretrained(folder)
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         vbprune.from_pretrained(tmp_path / "no" / "such")
+
+
+def test_a_pruned_transformers_config_describes_the_pruned_model(images, tmp_path):
+    """After pruning (again), the config records the current widths: even transformers'
+    own save_pretrained writes a folder that vbprune rebuilds exactly."""
+    first = vbprune.save_pretrained(pruned("hf-vit", images), tmp_path / "first")
+    model = vbprune.from_pretrained(first)  # the pruned class; config holds the widths
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.3)
+    widths = {s.name: s.width for s in vbprune.find_mlp_sites(model)}
+    assert model.config.mlp_widths == widths
+    model.save_pretrained(tmp_path / "plain")  # no vbprune section, no modeling files
+    from vbprune.io.model_specs import load_model
+
+    again = load_model(str(tmp_path / "plain"))
+    assert torch.equal(logits(again, images), logits(model, images))

@@ -28,6 +28,8 @@ def to_legacy_transformers_layout(folder, key: str = "mlp_widths") -> None:
     stock = config["architectures"][0]
     family = stock.removesuffix("ForImageClassification")
     config["model_type"] = "vbprune_" + config["model_type"]
+    if stock == "DeiTForImageClassificationWithTeacher":  # 0.2's own type for it
+        config["model_type"], family = "vbprune_deit_distilled", "DeiTDistilled"
     config["architectures"] = ["VBPrune" + stock]
     config["auto_map"] = {
         "AutoConfig": f"modeling_vbprune.VBPrune{family}Config",
@@ -94,6 +96,46 @@ def test_legacy_transformers_checkpoints_load_in_vbprune(key, images, tmp_path):
     assert torch.equal(logits(loaded, images), logits(model, images))
     again = vbprune.save_pretrained(loaded, tmp_path / "new")  # in today's layout
     assert json.loads((again / "config.json").read_text())["model_type"] == "vit"
+
+
+def test_a_0_2_distilled_deit_checkpoint_loads(images, tmp_path):
+    from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
+
+    from testing_utils import TINY_HF_VIT_ARGS, randomize
+
+    model = randomize(DeiTForImageClassificationWithTeacher(DeiTConfig(**TINY_HF_VIT_ARGS)))
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.4)
+    folder = vbprune.save_pretrained(model, tmp_path / "old")
+    to_legacy_transformers_layout(folder)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == (
+        "vbprune_deit_distilled"
+    )
+    loaded = vbprune.from_pretrained(folder)
+    assert type(loaded).__name__ == "DeiTForImageClassificationWithTeacher"
+    assert torch.equal(logits(loaded, images), logits(model, images))
+
+
+def test_a_0_2_timm_checkpoint_without_the_attention_pool_width_loads(images, tmp_path):
+    import timm
+
+    from testing_utils import TINY_TIMM_VIT_ARGS, randomize
+
+    args = dict(TINY_TIMM_VIT_ARGS, global_pool="map")  # a SigLIP-style attention pool
+    model = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False, **args))
+    stats = vbprune.VarianceCalibrator(model).run([images])
+    # 0.2 did not know the attention pool's MLP: pruned without it, recorded without it
+    model = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False, **args))
+    pool = vbprune.find_mlp_sites(model)[-1]
+    assert pool.name == "attn_pool.mlp"
+    plan = vbprune.plan_pruning({k: v for k, v in stats.items() if k != pool.name}, ratio=0.4)
+    plan.sites[pool.name] = vbprune.SitePlan(pool.width, list(range(pool.width)), [])
+    vbprune.apply_plan(model, plan)
+    folder = vbprune.save_pretrained(model, tmp_path / "old", model_args=args)
+    config = json.loads((folder / "config.json").read_text())
+    del config["vbprune"]["widths"][pool.name]
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = vbprune.from_pretrained(folder)
+    assert torch.equal(logits(loaded, images), logits(model, images))
 
 
 @pytest.mark.slow

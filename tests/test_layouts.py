@@ -11,8 +11,12 @@ import vbprune
 from layout_zoo import HF_ZOO, TIMM_INPUT, TIMM_ZOO
 from test_checkpoint import stock_differences
 from vbprune.architectures.layouts import LAYOUTS
+from vbprune.evaluation import probe as probe_module
 from vbprune.evaluation.probe import probe
 
+# bias-free fc2 followed by BatchNorm: the fold goes into its running mean, no bias
+FC2_BATCHNORM = {"levit_128s", "levit_conv_128s", "repvit_m0_9", "shvit_s1", "levit",
+                 "mobilenetv2_050", "mobilenetv4_conv_small", "efficientvit_b0"}  # fmt: skip
 APPROXIMATE = {"eva02_base_patch14_224", "convnextv2_atto", "convnextv2"}  # LN, GRN
 
 
@@ -59,9 +63,11 @@ def test_probe_removes_constant_neurons_without_changing_exact_outputs(key):
     result = probe(model, images)
     assert result.removed > 0 and result.layouts
     assert result.exact == (key not in APPROXIMATE)
-    assert result.passed, f"{key}: outputs moved by {result.relative_difference:.2e}"
+    assert result.passed, f"{key}: outputs moved by {result.exact_difference:.2e}"
+    if result.exact_difference is not None:  # the fold is what keeps the outputs
+        assert result.no_fold_difference > 10 * max(result.exact_difference, 1e-7), key
     if not result.exact:  # the probe sees the coupling: the fold is only approximate
-        assert result.relative_difference > 1e-6
+        assert result.approximate_difference > 1e-6
 
 
 def removed_parameters(site: vbprune.MLPSite, removed: int) -> int:
@@ -125,10 +131,11 @@ def test_prune_at_half_then_save_and_reload(key, tmp_path):
         for s in sites  # measured on the pruned sites: per-neuron counts are width-free
     )
     dense = dict(build(key)[0].named_parameters())
-    created_biases = sum(  # the fold gives a bias-free fc2 of a pruned MLP a bias
+    created_biases = sum(  # the fold gives a bias-free fc2 without a BatchNorm a bias
         s.fc2.weight.shape[0] for s in vbprune.find_mlp_sites(model)
-        if f"{s.paths['fc2']}.bias" not in dense and s.width < result.original_widths[s.name]
+        if s.fc2.bias is not None and f"{s.paths['fc2']}.bias" not in dense
     )  # fmt: skip
+    assert created_biases == 0 or key not in FC2_BATCHNORM
     assert before - vbprune.count_params(model) == expected - created_biases
     removed_macs = sum(  # counting sees every removed MLP multiply-accumulate, no more
         per_neuron[name] * (width - result.widths[name])
@@ -149,6 +156,23 @@ def test_prune_at_half_then_save_and_reload(key, tmp_path):
     again = again if isinstance(again, torch.Tensor) else again.logits
     # same weights; kernels may round differently for new allocations (seen: 2e-10)
     assert torch.allclose(out, again, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["repvit_m0_9", "shvit_s1"])
+def test_fold_behind_batchnorm_survives_conv_bn_fusion(key):
+    """A bias-free fc2 followed by BatchNorm takes the fold in the BatchNorm's running
+    mean: no bias appears, and timm's deployment fusion (conv + BN) keeps it."""
+    from timm.utils.model import reparameterize_model
+
+    model, images = build(key)
+    with torch.no_grad():
+        probe_module._randomize(model, 0)  # BatchNorm statistics that matter
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.5)
+    assert all(site.fc2.bias is None for site in vbprune.find_mlp_sites(model))
+    with torch.no_grad():
+        pruned = model(images)
+        fused = reparameterize_model(model)(images)
+    assert (fused - pruned).abs().max() <= 1e-5 * pruned.abs().max()
 
 
 def test_renamed_checkpoint_keys_load_into_every_weight(tmp_path):

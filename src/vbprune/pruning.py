@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .architectures import MLPSite, find_mlp_sites
+from .architectures import MLPSite, find_mlp_sites, model_backend
+from .architectures.widths import mlp_records
 from .core.compat import RenamedAttribute
 from .core.config import PruningConfig, resolve_config
 from .core.errors import PlanError, StatisticsError
@@ -154,6 +155,10 @@ def apply_plan(
                 pruned = torch.tensor(entry.pruned, dtype=torch.int64)
                 site.fold(pruned, torch.tensor(entry.fold_mean, dtype=torch.float64))
             site.shrink(torch.tensor(entry.keep, dtype=torch.int64))
+    if model_backend(model) == "transformers":
+        # the config describes the pruned model (save_pretrained writes it; the pruned
+        # class of vbprune.hf_remote rebuilds the model from it)
+        model.config.mlp_widths, model.config.mlp_layout = mlp_records(model)
     return {site.name: site.width for site in sites}
 
 

@@ -125,8 +125,9 @@ def _match(row: MLPLayout, module: nn.Module, name: str) -> MLPSite | str:
         "channels": channel_paths,
         "packed": row.packed,
     }
+    fc2_norm = _get(module, row.fc2_norm) if row.fc2_norm else None
     return MLPSite(name, inputs[-1], fc2, grn, module, gate, row.packed, tuple(channels),
-                   f"{row.library}/{type(module).__name__}", paths)  # fmt: skip
+                   f"{row.library}/{type(module).__name__}", paths, fc2_norm)  # fmt: skip
 
 
 def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:

@@ -36,6 +36,8 @@ class MLPLayout:
         packed: fc1 holds both halves of a gated MLP (neuron ``j`` is rows ``j`` and
             ``j + width``).
         note: What the row covers, for the docs and error messages.
+        fc2_norm: Path of a BatchNorm right after fc2, if any: a bias-free fc2's fold
+            goes into its running mean (kept by conv+BN fusion), not into a new bias.
         strict: A module of this class that does not fit makes the model unsupported.
             ``False`` for generic class names (``Block``, ``MBConv``) that other designs
             share: a module that does not fit is simply not this layout.
@@ -48,6 +50,7 @@ class MLPLayout:
     channels: tuple[str, ...] = ()
     packed: bool = False
     note: str = ""
+    fc2_norm: str | None = None
     strict: bool = True
 
     @property
@@ -82,18 +85,23 @@ LAYOUTS: tuple[MLPLayout, ...] = (
     MLPLayout(_T, ("MlpWithDepthwiseConv",), "fc1", "fc2", ("dwconv",),
               note="PVTv2 Mix-FFN: depthwise 3x3 conv between fc1 and the activation"),
     MLPLayout(_T, ("LevitMlp",), "ln1.linear", "ln2.linear", ("ln1.bn",),
-              note="LeViT: Linear/Conv + BatchNorm; fc2's BatchNorm is after fc2"),
+              note="LeViT: Linear/Conv + BatchNorm", fc2_norm="ln2.bn"),
     MLPLayout(_T, ("ConvMlpWithNorm",), "fc1.conv", "fc2.conv", ("fc1.bn", "mid.conv", "mid.bn"),
-              note="EfficientFormerV2: 1x1 conv + BN, optional depthwise 3x3 + BN"),
+              note="EfficientFormerV2: 1x1 conv + BN, optional depthwise 3x3 + BN",
+              fc2_norm="fc2.bn"),
     MLPLayout(_T, ("ConvMlpWithNorm",), "fc1", "fc2", ("norm1",),
-              note="EfficientFormer v1: 1x1 conv, BatchNorm, act, 1x1 conv, BatchNorm"),
+              note="EfficientFormer v1: 1x1 conv, BatchNorm, act, 1x1 conv, BatchNorm",
+              fc2_norm="norm2"),
     MLPLayout(_T, ("ConvMlp",), "pw1.conv", "pw2.conv", ("pw1.bn",),
-              note="EfficientViT (MSRA): 1x1 conv + BatchNorm"),
-    MLPLayout(_T, ("FFN",), "fc1.conv", "fc2.conv", ("fc1.norm",), note="EfficientViM"),
-    MLPLayout(_T, ("FFN",), "pw1.c", "pw2.c", ("pw1.bn",), note="SHViT"),
+              note="EfficientViT (MSRA): 1x1 conv + BatchNorm", fc2_norm="pw2.bn"),
+    MLPLayout(_T, ("FFN",), "fc1.conv", "fc2.conv", ("fc1.norm",), note="EfficientViM",
+              fc2_norm="fc2.norm"),
+    MLPLayout(_T, ("FFN",), "pw1.c", "pw2.c", ("pw1.bn",), note="SHViT", fc2_norm="pw2.bn"),
     MLPLayout(_T, ("FFN",), "mixer.module.0.c", "mixer.module.2.c", ("mixer.module.0.bn",),
-              note="iFormer (residual 1x1 conv + BatchNorm FFN)"),
-    MLPLayout(_T, ("RepVitMlp",), "conv1.c", "conv2.c", ("conv1.bn",), note="RepViT"),
+              note="iFormer (residual 1x1 conv + BatchNorm FFN)",
+              fc2_norm="mixer.module.2.bn"),
+    MLPLayout(_T, ("RepVitMlp",), "conv1.c", "conv2.c", ("conv1.bn",), note="RepViT",
+              fc2_norm="conv2.bn"),
     MLPLayout(_T, ("MLPBlock",), "mlp.0", "mlp.3", ("mlp.1",),
               note="FasterNet block: its mlp is Sequential(conv, BatchNorm, act, conv)"),
     MLPLayout(_T, ("Block",), ("f1.conv", "f2.conv"), "g.conv", ("f1.bn", "f2.bn"),
@@ -101,16 +109,17 @@ LAYOUTS: tuple[MLPLayout, ...] = (
     MLPLayout(_T, ("MBConv",), "inverted_conv.conv", "point_conv.conv",
               ("inverted_conv.norm", "depth_conv.conv", "depth_conv.norm"),
               note="EfficientViT (MIT), LowFormer: 1x1 conv, depthwise conv, 1x1 conv",
-              strict=False),
+              fc2_norm="point_conv.norm", strict=False),
     MLPLayout(_T, ("ResidualBlock",), "main.1", "main.3",
               note="LowFormer MLP: Sequential(norm, 1x1 conv, act, 1x1 conv)", strict=False),
     MLPLayout(_T, ("InvertedResidual",), "conv_pw", "conv_pwl",
               ("bn1", "conv_dw", "bn2", "aa", "se"),
               note="MobileNetV2 / EfficientNet-Lite inverted residual (1x1 expand, BatchNorm, "
-                   "depthwise conv, 1x1 project) without squeeze-excite"),
+                   "depthwise conv, 1x1 project) without squeeze-excite", fc2_norm="bn3"),
     MLPLayout(_T, ("UniversalInvertedResidual",), "pw_exp.conv", "pw_proj.conv",
               ("pw_exp.bn", "dw_mid.conv", "dw_mid.bn", "se"),
-              note="MobileNetV4 universal inverted residual without squeeze-excite"),
+              note="MobileNetV4 universal inverted residual without squeeze-excite",
+              fc2_norm="pw_proj.bn"),
     MLPLayout(_T, ("Gemma4GatedMlp",), ("gate_proj.linear", "up_proj.linear"),
               "down_proj.linear", note="Gemma 4 vision tower (clamping linears)"),
     # --- transformers ---------------------------------------------------------------
@@ -135,7 +144,8 @@ LAYOUTS: tuple[MLPLayout, ...] = (
     MLPLayout(_HF, ("PoolFormerOutput",), "conv1", "conv2", note="PoolFormer (1x1 convs)"),
     MLPLayout(_HF, ("SwiftFormerMlp",), "fc1", "fc2", note="SwiftFormer (input BatchNorm)"),
     MLPLayout(_HF, ("LevitMLPLayer",), "linear_up.linear", "linear_down.linear",
-              ("linear_up.batch_norm",), note="LeViT: Linear + BatchNorm"),
+              ("linear_up.batch_norm",), note="LeViT: Linear + BatchNorm",
+              fc2_norm="linear_down.batch_norm"),
     MLPLayout(_HF, ("MobileViTV2FFN",), "conv1.convolution", "conv2.convolution",
               ("conv1.normalization",), note="MobileViTV2 (1x1 convs)"),
     MLPLayout(_HF, ("PerceiverMLP",), "dense1", "dense2", note="Perceiver"),

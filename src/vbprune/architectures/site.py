@@ -34,6 +34,8 @@ class MLPSite:
         channels: Per-hidden-channel modules between fc1 and fc2 (BatchNorm, depthwise
             convolution, hidden LayerNorm, GRN), sliced with the neurons.
         layout: The table row that matched (``"timm/Mlp"``: library and module class).
+        fc2_norm: The BatchNorm right after a bias-free fc2 (LeViT, RepViT, MobileNet
+            blocks), if any: the fold goes into its running mean, so no bias is created.
         paths: Module paths of the parts (``fc1``, ``fc2``, ``channels``) from the model
             root, and ``packed``: what a checkpoint records to resize a fresh model.
     """
@@ -48,6 +50,7 @@ class MLPSite:
     channels: tuple[nn.Module, ...] = ()
     layout: str = ""
     paths: Mapping[str, Any] = field(default_factory=dict)
+    fc2_norm: nn.Module | None = None
 
     hidden_size = RenamedAttribute("width")  # vbprune 0.1's name
 
@@ -77,8 +80,17 @@ class MLPSite:
         return [*self.channels, *extra]
 
     def fold(self, pruned: Tensor, mean: Tensor) -> None:
-        """Fold the mean activations ``mean`` of neurons ``pruned`` into fc2's bias."""
-        surgery.fold_means_into_bias(self.fc2, pruned, mean)
+        """Fold the mean activations ``mean`` of neurons ``pruned`` into fc2's bias, or
+        into the running mean of the BatchNorm after a bias-free fc2."""
+        norm = self.fc2_norm
+        if (
+            self.fc2.bias is None
+            and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+            and norm.running_mean is not None
+        ):
+            surgery.fold_means_into_norm(self.fc2, norm, pruned, mean)
+        else:
+            surgery.fold_means_into_bias(self.fc2, pruned, mean)
 
     def shrink(self, keep: Tensor) -> None:
         """Keep only the hidden neurons ``keep`` (sorted indices), in place."""

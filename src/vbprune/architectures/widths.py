@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
 from . import find_mlp_sites
+
+
+def mlp_records(model: nn.Module) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """``mlp_widths`` (``{site: width}``) and ``mlp_layout`` (the module paths of each
+    site's layers, and whether fc2 has a bias) of a model, as a transformers config
+    records them for :mod:`vbprune.hf_remote` to rebuild the model."""
+    sites = find_mlp_sites(model)
+    widths = {site.name: site.width for site in sites}
+    layout = {site.name: {**site.paths, "fc2_bias": site.fc2.bias is not None} for site in sites}
+    return widths, layout
 
 
 def apply_widths(
@@ -27,11 +38,14 @@ def apply_widths(
             widths out of range, or widths that disagree with ``weight_shapes``.
     """
     sites = {site.name: site for site in find_mlp_sites(model)}
-    if set(widths) != set(sites):
+    unknown = sorted(set(widths) - set(sites))
+    if unknown:
         raise CheckpointError(
-            f"{where}: recorded widths are for MLPs {sorted(set(widths) ^ set(sites))[:3]}... "
-            "that this architecture does not have (or lacks)"
+            f"{where}: recorded widths are for MLPs {unknown[:3]} that this architecture "
+            "does not have"
         )
+    # MLPs without a recorded width keep their full width: older versions knew fewer
+    # layouts (0.2 did not prune attention-pool MLPs); their weights are checked at load.
     fc_names = {id(m): n for n, m in model.named_modules()}
     for name, width in widths.items():
         site = sites[name]

@@ -26,6 +26,13 @@ def _replace(module: nn.Module, name: str, value: Tensor) -> None:
     setattr(module, name, nn.Parameter(value.contiguous(), requires_grad=requires_grad))
 
 
+def _fold_delta(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> Tensor:
+    """``W2[:, P] @ mean[P]`` in float64: what the removed neurons added to fc2's output."""
+    weight = fc2.weight.detach()
+    w2 = weight.reshape(weight.shape[0], weight.shape[1])  # (out, H); a 1x1 kernel squeezed
+    return w2[:, pruned.to(weight.device)].double() @ mean.to(weight.device).double()
+
+
 def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
     """Add the removed neurons' constant contribution to ``fc2``'s bias, in float64.
 
@@ -37,15 +44,29 @@ def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
         pruned: ``(P,)`` indices of the removed hidden neurons.
         mean: ``(P,)`` their mean activations.
     """
-    weight = fc2.weight.detach()
-    out_features, width = weight.shape[0], weight.shape[1]
-    w2 = weight.reshape(out_features, width)  # (out, H); a 1x1 kernel squeezed
-    delta = w2[:, pruned.to(weight.device)].double() @ mean.to(weight.device).double()  # (out,)
+    delta = _fold_delta(fc2, pruned, mean)
     bias = fc2.bias
     if bias is None:
-        bias = torch.zeros(out_features, dtype=weight.dtype, device=weight.device)
-        fc2.bias = nn.Parameter(bias, requires_grad=fc2.weight.requires_grad)
+        weight = fc2.weight
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        fc2.bias = nn.Parameter(bias, requires_grad=weight.requires_grad)
     _replace(fc2, "bias", (bias.detach().double() + delta).to(bias.dtype))
+
+
+def fold_means_into_norm(
+    fc2: nn.Module, norm: nn.modules.batchnorm._BatchNorm, pruned: Tensor, mean: Tensor
+) -> None:
+    """Fold the removed neurons' contribution into the BatchNorm that follows a bias-free
+    fc2: ``running_mean -= W2[:, P] @ mean[P]``, in float64.
+
+    In eval mode ``BN(x + d)`` with running mean ``m`` equals ``BN(x)`` with ``m - d``, so
+    this is as exact as the bias fold, and the layers keep their parameters: no bias is
+    created, so conv+BN fusion (timm's ``fuse()`` of RepViT, SHViT, ...) keeps the fold.
+    """
+    delta = _fold_delta(fc2, pruned, mean)
+    running = norm.running_mean
+    _replace_buffer(norm, "running_mean", (running.double() - delta.to(running.device)).to(
+        running.dtype))  # fmt: skip
 
 
 def _replace_buffer(module: nn.Module, name: str, value: Tensor) -> None:

@@ -3,8 +3,9 @@
 This is how a row of the layout table (:mod:`vbprune.architectures.layouts`) is
 verified on a real model. Where nothing couples the hidden neurons (``site.exact``),
 removing a constant neuron and folding its mean into fc2's bias must leave the output
-unchanged up to float rounding; where a hidden LayerNorm or Global Response Norm couples
-them, the probe measures how approximate the fold is.
+unchanged up to float rounding, and dropping it without the fold must not; where a hidden
+LayerNorm or Global Response Norm couples them, the probe measures how approximate the
+fold is.
 """
 
 from __future__ import annotations
@@ -27,32 +28,43 @@ from ..pruning import apply_plan
 class ProbeResult:
     """What :func:`probe` measured.
 
+    Differences are the largest absolute change of any output, relative to the largest
+    absolute output, after pruning the constant neurons: ``exact_difference`` over the
+    exact sites (``site.exact``), ``no_fold_difference`` for the same neurons dropped
+    without the fold, ``approximate_difference`` over the sites a hidden norm couples.
+
     Attributes:
         layouts: The table rows the model's sites matched.
         exact: Every site is exact (nothing couples its hidden neurons).
         removed: Hidden neurons made constant and pruned.
-        max_difference: Largest absolute change of any output.
-        scale: Largest absolute output (the difference is judged relative to it).
-        tolerance: The relative tolerance an exact model must meet.
+        exact_difference: Change with the fold, constant neurons of exact sites only
+            (``None`` when no site is exact).
+        no_fold_difference: The same without the fold: the fold matters where this is
+            much larger than ``exact_difference``.
+        approximate_difference: Change with the fold, coupled sites only (``None`` when
+            every site is exact).
+        tolerance: The largest ``exact_difference`` an exact layout may show.
     """
 
     layouts: list[str]
     exact: bool
     removed: int
-    max_difference: float
-    scale: float
+    exact_difference: float | None
+    no_fold_difference: float | None
+    approximate_difference: float | None
     tolerance: float
 
     @property
     def relative_difference(self) -> float:
-        """``max_difference`` relative to the output scale."""
-        return self.max_difference / max(self.scale, 1e-12)
+        """The largest measured change (exact sites if any, else the coupled ones)."""
+        found = [d for d in (self.exact_difference, self.approximate_difference) if d is not None]
+        return max(found)
 
     @property
     def passed(self) -> bool:
-        """An exact model kept its outputs within tolerance (approximate ones pass: the
-        probe then only measures)."""
-        return not self.exact or self.relative_difference <= self.tolerance
+        """The exact sites kept the outputs within tolerance (coupled sites are only
+        measured)."""
+        return self.exact_difference is None or self.exact_difference <= self.tolerance
 
 
 def _chosen(site: MLPSite, every: int) -> Tensor:
@@ -68,8 +80,10 @@ def _make_constant(site: MLPSite, chosen: Tensor) -> None:
         if layer is None:
             continue
         layer.weight[rows.to(layer.weight.device)] = 0
-        if layer.bias is not None:
-            layer.bias[rows.to(layer.bias.device)] = 0.5
+        if layer.bias is None:  # a probe copy: a bias gives the neuron a non-zero value
+            weight = layer.weight
+            layer.bias = nn.Parameter(weight.new_zeros(weight.shape[0]))
+        layer.bias[rows.to(layer.bias.device)] = 0.5
     modules = [*site.channels, *([site.grn] if site.grn is not None else [])]
     for module in modules:
         for name, value in module.named_parameters(recurse=False):
@@ -97,6 +111,30 @@ def _randomize(model: nn.Module, seed: int) -> None:
             value.copy_(centre + noise)
 
 
+def _prune_constant(
+    model: nn.Module, images: Tensor, names: set[str], every: int, compensate: bool
+) -> float:
+    """Make every ``every``-th neuron of the sites ``names`` constant in a copy, prune
+    exactly those (with or without the fold); the relative change of the outputs."""
+    model = copy.deepcopy(model)
+    sites = [site for site in find_mlp_sites(model) if site.name in names]
+    chosen = {site.name: _chosen(site, every) for site in sites}
+    for site in sites:
+        _make_constant(site, chosen[site.name])
+    before = logits_of(model(images)).float()
+    stats = VarianceCalibrator(model).run([images])
+    plan = PruningPlan(PruningConfig(ratio=0.0))
+    for site in find_mlp_sites(model):
+        pruned = set(chosen[site.name].tolist()) if site.name in names else set()
+        keep = [i for i in range(site.width) if i not in pruned]
+        plan.sites[site.name] = SitePlan(
+            site.width, keep, stats[site.name].mean[sorted(pruned)].tolist()
+        )
+    apply_plan(model, plan, compensate=compensate)
+    after = logits_of(model(images)).float()
+    return float((after - before).abs().max() / before.abs().max().clamp_min(1e-12))
+
+
 def probe(
     model: nn.Module,
     images: Tensor,
@@ -107,44 +145,42 @@ def probe(
 ) -> ProbeResult:
     """Verify the layouts of ``model``: prune neurons made constant and compare outputs.
 
-    Works on a copy; ``model`` is not changed.
+    Works on copies; ``model`` is not changed. Exact and coupled sites are probed
+    separately, so one hidden norm cannot hide an error elsewhere, and the exact sites
+    once more without the fold, to show that the fold is what keeps the outputs.
 
     Args:
         model: A model whose MLPs match the layout table.
         images: One batch it accepts, ``(B, C, H, W)``.
         every: Make every ``every``-th hidden neuron of each MLP constant.
-        tolerance: Largest output change, relative to the largest output, an exact model
+        tolerance: Largest output change, relative to the largest output, an exact site
             may show (float32 rounding).
         randomize: Give 1-D parameters (norms, layer scales, biases) random values first,
             so that every MLP visibly contributes to the output.
         seed: Seed of ``randomize``.
 
     Returns:
-        A :class:`ProbeResult`; ``passed`` says whether an exact model kept its outputs.
+        A :class:`ProbeResult`; ``passed`` says whether the exact sites kept the outputs.
     """
     model = copy.deepcopy(model).eval()
     with torch.no_grad():
         if randomize:
             _randomize(model, seed)
         sites = find_mlp_sites(model)
-        chosen = {site.name: _chosen(site, every) for site in sites}
-        for site in sites:
-            _make_constant(site, chosen[site.name])
-        before = logits_of(model(images))
-        stats = VarianceCalibrator(model).run([images])
-        plan = PruningPlan(PruningConfig(ratio=0.0))
-        for site in sites:
-            pruned = set(chosen[site.name].tolist())
-            keep = [i for i in range(site.width) if i not in pruned]
-            mean = stats[site.name].mean[sorted(pruned)].tolist()
-            plan.sites[site.name] = SitePlan(site.width, keep, mean)
-        apply_plan(model, plan, compensate=True)
-        after = logits_of(model(images))
+        exact = {site.name for site in sites if site.exact}
+        coupled = {site.name for site in sites} - exact
+        exact_difference = no_fold = approximate = None
+        if exact:
+            exact_difference = _prune_constant(model, images, exact, every, compensate=True)
+            no_fold = _prune_constant(model, images, exact, every, compensate=False)
+        if coupled:
+            approximate = _prune_constant(model, images, coupled, every, compensate=True)
     return ProbeResult(
         layouts=sorted({site.layout for site in sites}),
-        exact=all(site.exact for site in sites),
-        removed=sum(len(c) for c in chosen.values()),
-        max_difference=float((after.float() - before.float()).abs().max()),
-        scale=float(before.float().abs().max()),
+        exact=not coupled,
+        removed=sum(len(_chosen(site, every)) for site in sites),
+        exact_difference=exact_difference,
+        no_fold_difference=no_fold,
+        approximate_difference=approximate,
         tolerance=tolerance,
     )

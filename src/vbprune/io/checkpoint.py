@@ -17,7 +17,7 @@ from torch import nn
 from ..architectures import model_backend
 from ..architectures.widths import apply_widths
 from ..core.errors import HubError, MissingInputError, UnsupportedModelError
-from .folders import atomic_directory, is_local_path, read_model_config
+from .folders import atomic_directory, is_local_path, is_timm_config, read_model_config
 from .hf_format import build_hf, check_hf_config, load_hf, save_hf
 from .metadata import loaded_metadata, merge_sections, pruning_metadata
 from .model_card import write_model_card
@@ -121,7 +121,7 @@ def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) ->
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise MissingInputError(f"{path_or_repo_id} has no model.safetensors")
-    if "architecture" in config:  # timm's format
+    if is_timm_config(config):  # timm's format
         return load_timm(folder, config, weights)
     check_hf_config(config, str(path_or_repo_id))
     return load_hf(folder, str(path_or_repo_id))
@@ -139,7 +139,7 @@ def build_architecture(path_or_repo_id: str | Path, revision: str | None = None)
             have.
     """
     folder, config = _read_config(str(path_or_repo_id), revision)
-    if "architecture" in config:  # timm's format
+    if is_timm_config(config):  # timm's format
         model, section = build_timm(folder, config)
         if section is not None:
             apply_widths(model, section["widths"], where=str(folder))

@@ -72,6 +72,15 @@ def read_model_config(folder: Path, name: str | Path | None = None) -> dict[str,
     return data
 
 
+def is_timm_config(config: dict[str, Any]) -> bool:
+    """True for timm's own ``config.json`` (an ``architecture``, no ``model_type``).
+
+    transformers' ``TimmWrapper`` configs also name an ``architecture``, and are
+    transformers checkpoints: their ``model_type`` tells them apart.
+    """
+    return "architecture" in config and "model_type" not in config
+
+
 def model_folder(directory: str | Path) -> Path | None:
     """The saved model in ``directory``: the folder itself, or its ``model/`` subfolder
     (a ``vbprune prune`` or ``distill`` output); ``None`` if neither has a config.json."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..architectures import find_mlp_sites
+from ..architectures.widths import mlp_records
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
 
@@ -49,14 +50,6 @@ def _auto_map(class_name: str) -> dict[str, str]:
     return auto_map or {"AutoModel": f"modeling_vbprune.{class_name}"}
 
 
-def site_records(model: nn.Module) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
-    """``mlp_widths`` and ``mlp_layout`` of a transformers model, as saved in its config."""
-    sites = find_mlp_sites(model)
-    widths = {site.name: site.width for site in sites}
-    layout = {site.name: {**site.paths, "fc2_bias": site.fc2.bias is not None} for site in sites}
-    return widths, layout
-
-
 def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
     """Write a transformers model with its widths, layout and ``section`` in its config,
     and the modeling files that let stock transformers rebuild it."""
@@ -64,7 +57,7 @@ def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
 
     stock = _stock_class(model)
     config = model.config.__class__.from_dict(model.config.to_dict())
-    config.mlp_widths, config.mlp_layout = site_records(model)
+    config.mlp_widths, config.mlp_layout = mlp_records(model)
     config.architectures = [stock.__name__]
     config.auto_map = _auto_map(stock.__name__)
     setattr(config, SECTION, section)
@@ -109,12 +102,17 @@ def check_hf_config(config: Mapping[str, Any], where: str) -> None:
     """
     from transformers import CONFIG_MAPPING
 
-    model_type = str(config.get("model_type"))
-    base = model_type[len(LEGACY_PREFIX) :] if model_type.startswith(LEGACY_PREFIX) else model_type
-    if base not in CONFIG_MAPPING:
+    if _legacy_base_type(str(config.get("model_type"))) not in CONFIG_MAPPING:
         raise CheckpointError(f"{where}: unknown model type {config.get('model_type')!r}")
     if SECTION in config:
         check_section(config[SECTION], where)
+
+
+def _legacy_base_type(model_type: str) -> str:
+    """The stock type of a 0.1/0.2 type: ``vbprune_deit_distilled`` -> ``deit``."""
+    if not model_type.startswith(LEGACY_PREFIX):
+        return model_type
+    return model_type[len(LEGACY_PREFIX) :].removesuffix("_distilled")
 
 
 def _config_and_class(folder: Path) -> tuple[Any, type]:
@@ -141,7 +139,7 @@ def _legacy_config_and_class(values: dict[str, Any]) -> tuple[Any, type]:
     from ..hf_remote.modeling_vbprune import pruned_class
 
     values = dict(values)
-    base = values.pop("model_type")[len(LEGACY_PREFIX) :].removesuffix("_distilled")
+    base = _legacy_base_type(values.pop("model_type"))
     widths = values.pop("mlp_widths", None) or values.pop("mlp_hidden_sizes", None) or []
     for key in ("auto_map", "transformers_version", "mlp_hidden_sizes"):
         values.pop(key, None)
@@ -154,7 +152,7 @@ def _legacy_config_and_class(values: dict[str, Any]) -> tuple[Any, type]:
     if len(names) != len(widths):
         raise CheckpointError(f"config has {len(widths)} MLP widths, the model {len(names)} MLPs")
     config.mlp_widths = dict(zip(names, widths))
-    config.mlp_layout = site_records(stock)[1]
+    config.mlp_layout = mlp_records(stock)[1]
     config.architectures = [name]
     return config, model_class
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import CheckpointError
-from .folders import read_model_config
+from .folders import is_timm_config, read_model_config
 from .metadata import SECTION, upgrade_section
 
 TEMPLATE = "vbprune.md"
@@ -146,5 +146,5 @@ def write_model_card(folder: Path, repo_id: str) -> None:
         raise CheckpointError(
             f"{folder} is not a vbprune model (no vbprune section in config.json)"
         )
-    library = "timm" if "architecture" in config else "transformers"
+    library = "timm" if is_timm_config(config) else "transformers"
     render_model_card(section, library, repo_id).save(str(folder / "README.md"))

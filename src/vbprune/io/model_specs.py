@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, MissingInputError, UnsupportedModelError
-from .folders import read_model_config
+from .folders import is_timm_config, read_model_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -53,7 +53,7 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
             from .checkpoint import build_architecture, from_pretrained
 
             return from_pretrained(path) if pretrained else build_architecture(path)
-        if "architecture" in config:  # timm's own format
+        if is_timm_config(config):  # timm's own format
             model = _load_timm(f"local-dir:{path}", pretrained)
             model.vbprune_model_args = config.get("model_args", {})
             return model
