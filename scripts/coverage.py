@@ -138,6 +138,8 @@ def render(rows: list[tuple[str, str, str, str]], seconds: float) -> str:
                   "|---|---|---|"]  # fmt: skip
         for lib, name, status, detail in rows:
             if lib == library:
+                if "no module of a known MLP layout" in detail:
+                    detail = _reason((lib, name, status, detail))
                 lines.append(f"| `{name}` | {status} | {detail.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
