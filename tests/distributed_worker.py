@@ -31,7 +31,8 @@ def main(dtype_name: str, out: str) -> None:
     # 11 images on 2 ranks in batches of 3: ranks see 6 and 5 images, the last batches
     # uneven; nothing is padded or repeated.
     shard = data[accelerator.process_index :: accelerator.num_processes]
-    stats = vbprune.VarianceCalibrator(model, accelerator=accelerator).run(shard.split(3))
+    calibrator = vbprune.VarianceCalibrator(model, accelerator=accelerator, covariance=True)
+    stats = calibrator.run(shard.split(3))
     if accelerator.is_main_process:
         stats.save(out)
     accelerator.wait_for_everyone()  # nobody tears down gloo while others still use it

@@ -27,7 +27,9 @@ from vbprune import PruningConfig
         ({"ratio": 0.5, "min_keep": 0}, vbprune.ConfigError, r"min_keep must be a positive"),
         ({"ratio": 0.5, "round_to": 2.5}, vbprune.ConfigError, r"round_to must be a positive"),
         ({"ratio": 0.5, "seed": "1"}, vbprune.OptionTypeError, r"seed must be an integer"),
-        ({"ratio": 0.5, "compensate": "yes"}, vbprune.OptionTypeError, r"compensate must be"),
+        ({"ratio": 0.5, "compensate": "yes"}, vbprune.ConfigError,
+         r"compensate must be one of mean, ls, none; got 'yes'"),
+        ({"ratio": 0.5, "compensate": 1.0}, vbprune.OptionTypeError, r"compensate must be"),
     ],
 )  # fmt: skip
 def test_bad_field_is_named_with_its_allowed_values(fields, error, match):
@@ -44,7 +46,9 @@ def test_round_trip_and_unknown_keys_warn():
     data = json.loads(json.dumps(config.to_dict()))
     assert PruningConfig.from_dict(data) == config
     assert data == {"ratio": 0.45, "scope": "layer", "min_keep": 4, "round_to": 8,
-                    "criterion": "random", "seed": 3, "compensate": False}  # fmt: skip
+                    "criterion": "random", "seed": 3, "compensate": "none"}  # fmt: skip
+    # vbprune 0.1/0.2 wrote a boolean: still read, as its name
+    assert PruningConfig.from_dict({**data, "compensate": True}).compensate == "mean"
     with pytest.warns(UserWarning, match=r"unknown PruningConfig keys \['sparsity_kind'\]"):
         newer = PruningConfig.from_dict({**data, "sparsity_kind": "structured"})
     assert newer == config
@@ -85,7 +89,7 @@ def test_plan_records_the_config_and_apply_plan_follows_it(images):
     stats = vbprune.VarianceCalibrator(model).run([images])
     plan = vbprune.plan_pruning(stats, config=PruningConfig(ratio=0.5, compensate=False))
     replayed = vbprune.PruningPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
-    assert replayed.config == plan.config and not replayed.config.compensate
+    assert replayed.config == plan.config and replayed.config.compensate == "none"
     by_plan, folded, dropped = (copy.deepcopy(model) for _ in range(3))
     vbprune.apply_plan(by_plan, replayed)  # follows the plan's compensate=False
     vbprune.apply_plan(folded, replayed, compensate=True)  # an explicit argument wins

@@ -66,7 +66,7 @@ def test_two_processes_equal_one(tmp_path, dtype_name, rtol):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the workers: float32 kernels differ with thread count
     try:
-        one = vbprune.VarianceCalibrator(model).run(batches)
+        one = vbprune.VarianceCalibrator(model, covariance=True).run(batches)
     finally:
         torch.set_num_threads(threads)
     assert list(two) == list(one)
@@ -75,6 +75,10 @@ def test_two_processes_equal_one(tmp_path, dtype_name, rtol):
         assert two[name].count == one[name].count == 11 * (8 >> stage) ** 2
         torch.testing.assert_close(two[name].mean, one[name].mean, rtol=rtol, atol=1e-9 * rtol)
         torch.testing.assert_close(two[name].var, one[name].var, rtol=rtol, atol=1e-9 * rtol)
+        # the co-moment matrices merge exactly too (off-diagonal entries are smaller than
+        # the variances: judged against the largest variance)
+        scale = one[name].var.max()
+        torch.testing.assert_close(two[name].cov, one[name].cov, rtol=0, atol=rtol * scale)
 
 
 @pytest.mark.parametrize(

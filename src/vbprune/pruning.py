@@ -18,7 +18,7 @@ from torch import nn
 from .architectures import MLPSite, find_mlp_sites, model_backend
 from .architectures.widths import mlp_records
 from .core.compat import RenamedAttribute
-from .core.config import PruningConfig, resolve_config
+from .core.config import PruningConfig, compensation, resolve_config
 from .core.errors import PlanError, StatisticsError
 from .core.selection import PruningPlan, plan_pruning
 from .core.statistics import NeuronStats
@@ -123,17 +123,48 @@ def magnitude_scores(model: nn.Module) -> dict[str, torch.Tensor]:
     return scores
 
 
+def _check_covariance(sites: list[MLPSite], stats: Mapping[str, NeuronStats] | None) -> None:
+    """Refuse least-squares compensation without a usable covariance for every site."""
+    if stats is None:
+        raise StatisticsError(
+            'compensate="ls" needs the calibration statistics: apply_plan(model, plan, '
+            "stats=...) with VarianceCalibrator(model, covariance=True) statistics"
+        )
+    for site in sites:
+        entry = stats.get(site.name)
+        if entry is None or entry.c2 is None:
+            raise StatisticsError(
+                f'compensate="ls" needs the covariance of every MLP; {site.name} has none: '
+                "calibrate with VarianceCalibrator(model, covariance=True) (or "
+                "`vbprune calibrate --covariance`)"
+            )
+        if entry.c2.shape != (site.width, site.width):
+            raise StatisticsError(
+                f"covariance of {site.name} has shape {tuple(entry.c2.shape)}, the model has "
+                f"{site.width} neurons"
+            )
+        if not bool(torch.isfinite(entry.c2).all()):
+            raise StatisticsError(f"covariance of {site.name} holds NaN or infinite values")
+
+
 def apply_plan(
-    model: nn.Module, plan: PruningPlan, compensate: bool | None = None
+    model: nn.Module,
+    plan: PruningPlan,
+    compensate: bool | str | None = None,
+    stats: Mapping[str, NeuronStats] | None = None,
 ) -> dict[str, int]:
     """Apply a :class:`PruningPlan` to ``model`` in place.
 
     Args:
         model: The model the plan was made for (every site must have the plan's width).
         plan: From :func:`vbprune.plan_pruning` (or :meth:`PruningPlan.from_dict`).
-        compensate: Fold the removed neurons' means into fc2's bias (the paper's
-            mean-shift compensation); ``False`` only drops them (ablation). Default: what
-            the plan's config says.
+        compensate: ``"mean"`` folds the removed neurons' means into fc2's bias (the
+            paper's mean-shift compensation), ``"ls"`` lets fc2 predict them from the kept
+            neurons by least squares (needs ``stats`` with covariance), ``"none"`` only
+            drops them (ablation); ``True``/``False`` mean ``"mean"``/``"none"``. Default:
+            what the plan's config says.
+        stats: The calibration statistics the plan was made from; needed (with
+            covariance) for ``"ls"``.
 
     Returns:
         The new hidden width per site.
@@ -141,20 +172,27 @@ def apply_plan(
     Raises:
         PlanError: (a ``ValueError``) before anything is modified, if the plan does not
             fit the model.
+        StatisticsError: before anything is modified, for ``"ls"`` without a finite
+            covariance of every site.
     """
     sites = find_mlp_sites(model)
     _check_plan(sites, plan)
-    if compensate is None:
-        compensate = plan.config.compensate
+    mode = compensation(compensate, default=plan.config.compensate)
+    if mode == "ls":
+        _check_covariance(sites, stats)
     with torch.no_grad():
         for site in sites:
             entry = plan.sites[site.name]
             if len(entry.keep) == entry.width:
                 continue
-            if compensate:
-                pruned = torch.tensor(entry.pruned, dtype=torch.int64)
+            keep = torch.tensor(entry.keep, dtype=torch.int64)
+            pruned = torch.tensor(entry.pruned, dtype=torch.int64)
+            if mode == "mean":
                 site.fold(pruned, torch.tensor(entry.fold_mean, dtype=torch.float64))
-            site.shrink(torch.tensor(entry.keep, dtype=torch.int64))
+            elif mode == "ls":
+                moments = stats[site.name]
+                site.compensate_least_squares(keep, pruned, moments.mean, moments.cov)
+            site.shrink(keep)
     if model_backend(model) == "transformers":
         # the config describes the pruned model (save_pretrained writes it; the pruned
         # class of vbprune.hf_remote rebuilds the model from it)
@@ -167,7 +205,7 @@ def prune_model(
     stats: Mapping[str, NeuronStats],
     ratio: float | None = None,
     scope: str | None = None,
-    compensate: bool | None = None,
+    compensate: bool | str | None = None,
     min_keep: int | None = None,
     round_to: int | None = None,
     criterion: str | None = None,
@@ -190,7 +228,9 @@ def prune_model(
         stats: Calibration statistics of this model (:class:`~vbprune.ActivationStats`).
         ratio: Fraction of MLP hidden neurons to remove, in [0, 1).
         scope: ``"global"`` (the paper's ranking over all MLPs, default) or ``"layer"``.
-        compensate: Fold removed means into fc2's bias (mean-shift compensation; default).
+        compensate: ``"mean"``: fold removed means into fc2's bias (mean-shift
+            compensation; default); ``"ls"``: least squares from the kept neurons (needs
+            statistics with covariance); ``"none"``: drop them (ablation).
         min_keep: No MLP keeps fewer neurons than this (default 1).
         round_to: Kept widths are multiples of this (hardware-friendly), total kept as
             close as possible to the target (default 1).
@@ -219,5 +259,5 @@ def prune_model(
     scores = magnitude_scores(model) if config.criterion == "magnitude" else None
     plan = plan_pruning(ordered, scores=scores, config=config)
     approximate = [site.name for site in sites if not site.exact]
-    widths = apply_plan(model, plan)
+    widths = apply_plan(model, plan, stats=stats)
     return PruningResult(plan, original, widths, approximate)

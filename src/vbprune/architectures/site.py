@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..core import surgery
 from ..core.compat import RenamedAttribute
+from ..core.compensation import DAMPING, least_squares_correction
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,15 +83,20 @@ class MLPSite:
     def fold(self, pruned: Tensor, mean: Tensor) -> None:
         """Fold the mean activations ``mean`` of neurons ``pruned`` into fc2's bias, or
         into the running mean of the BatchNorm after a bias-free fc2."""
-        norm = self.fc2_norm
-        if (
-            self.fc2.bias is None
-            and isinstance(norm, nn.modules.batchnorm._BatchNorm)
-            and norm.running_mean is not None
-        ):
-            surgery.fold_means_into_norm(self.fc2, norm, pruned, mean)
-        else:
-            surgery.fold_means_into_bias(self.fc2, pruned, mean)
+        delta = surgery.fold_delta(self.fc2, pruned, mean)
+        surgery.shift_output(self.fc2, delta, self.fc2_norm)
+
+    def compensate_least_squares(
+        self, keep: Tensor, pruned: Tensor, mean: Tensor, cov: Tensor, damping: float = DAMPING
+    ) -> None:
+        """Let fc2 predict the removed neurons from the kept ones (before :meth:`shrink`):
+        ``mean`` and ``cov`` are the calibration statistics of all ``width`` neurons
+        (:func:`vbprune.core.compensation.least_squares_correction`)."""
+        delta_w, delta_b = least_squares_correction(
+            self.fc2.weight.detach().flatten(1), keep, pruned, mean, cov, damping
+        )
+        surgery.add_to_inputs(self.fc2, keep, delta_w)
+        surgery.shift_output(self.fc2, delta_b, self.fc2_norm)
 
     def shrink(self, keep: Tensor) -> None:
         """Keep only the hidden neurons ``keep`` (sorted indices), in place."""

@@ -9,7 +9,7 @@ its ``--help`` from the field metadata without loading torch.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any
@@ -18,6 +18,8 @@ from .errors import ConfigError, OptionTypeError
 
 SCOPES = ("global", "layer")
 CRITERIA = ("variance", "random", "magnitude")
+COMPENSATIONS = ("mean", "ls", "none")
+_COMPENSATION_ALIASES = {True: "mean", False: "none"}  # vbprune 0.1/0.2 wrote booleans
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,13 @@ class PruningConfig:
         metadata={"help": "what ranks neurons: variance (the method), random or magnitude"},
     )
     seed: int = field(default=0, metadata={"help": "seed of the random criterion"})
-    compensate: bool = field(
-        default=True,
-        metadata={"help": "fold the removed neurons' means into the next layer's bias"},
+    compensate: str = field(
+        default="mean",
+        metadata={
+            "help": "what replaces the removed neurons: mean (their means folded into the "
+            "next layer's bias, the paper), ls (least squares from the kept neurons; needs "
+            "statistics with covariance) or none (the ablation); True/False mean mean/none"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -71,12 +77,19 @@ class PruningConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, Integral):
             raise OptionTypeError(f"seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.compensate, Hashable) or self.compensate not in (True, False):
-            raise OptionTypeError(f"compensate must be True or False, got {self.compensate!r}")
+        compensate = self.compensate
+        if isinstance(compensate, bool):
+            compensate = _COMPENSATION_ALIASES[compensate]
+        elif not isinstance(compensate, str):
+            raise OptionTypeError(
+                f"compensate must be one of {', '.join(COMPENSATIONS)} (or True/False), "
+                f"got {compensate!r}"
+            )
+        _check_choice("compensate", compensate, COMPENSATIONS)
         # plain Python values, so that configs compare, hash and serialise alike
         normal = {"ratio": float(ratio), "min_keep": int(self.min_keep),
                   "round_to": int(self.round_to), "seed": int(self.seed),
-                  "compensate": bool(self.compensate)}  # fmt: skip
+                  "compensate": compensate}  # fmt: skip
         for name, value in normal.items():
             object.__setattr__(self, name, value)  # frozen: the dataclass way to normalise
 
@@ -96,6 +109,20 @@ class PruningConfig:
                 stacklevel=2,
             )
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def compensation(value: bool | str | None, default: str = "mean") -> str:
+    """``"mean"``, ``"ls"`` or ``"none"`` for a ``compensate`` value (``True``/``False``
+    are ``"mean"``/``"none"``; ``None`` is ``default``).
+
+    Raises:
+        ConfigError: for any other value.
+    """
+    if value is None:
+        return default
+    value = _COMPENSATION_ALIASES.get(value, value) if isinstance(value, bool) else value
+    _check_choice("compensate", value, COMPENSATIONS)
+    return value
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

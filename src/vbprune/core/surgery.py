@@ -26,11 +26,46 @@ def _replace(module: nn.Module, name: str, value: Tensor) -> None:
     setattr(module, name, nn.Parameter(value.contiguous(), requires_grad=requires_grad))
 
 
-def _fold_delta(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> Tensor:
+def fold_delta(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> Tensor:
     """``W2[:, P] @ mean[P]`` in float64: what the removed neurons added to fc2's output."""
     weight = fc2.weight.detach()
     w2 = weight.reshape(weight.shape[0], weight.shape[1])  # (out, H); a 1x1 kernel squeezed
     return w2[:, pruned.to(weight.device)].double() @ mean.to(weight.device).double()
+
+
+def shift_output(fc2: nn.Module, delta: Tensor, norm: nn.Module | None = None) -> None:
+    """Add the constant ``delta`` (``(out,)``) to fc2's output, in float64.
+
+    Into fc2's bias (created when fc2 has none), or, when a bias-free fc2 is followed by a
+    BatchNorm ``norm``, into its running mean (``running_mean -= delta``): in eval mode
+    ``BN(x + d)`` with running mean ``m`` equals ``BN(x)`` with ``m - d``, so the layers
+    keep their parameters and conv+BN fusion (timm's ``fuse()`` of RepViT, SHViT, ...)
+    keeps the shift.
+    """
+    if (
+        fc2.bias is None
+        and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and norm.running_mean is not None
+    ):
+        running = norm.running_mean
+        shifted = running.double() - delta.to(running.device).double()
+        _replace_buffer(norm, "running_mean", shifted.to(running.dtype))
+        return
+    bias = fc2.bias
+    if bias is None:
+        weight = fc2.weight
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        fc2.bias = nn.Parameter(bias, requires_grad=weight.requires_grad)
+    shifted = bias.detach().double() + delta.to(bias.device).double()
+    _replace(fc2, "bias", shifted.to(bias.dtype))
+
+
+def add_to_inputs(fc2: nn.Module, keep: Tensor, delta: Tensor) -> None:
+    """Add ``delta`` (``(out, K)``) to fc2's weight columns ``keep``, in float64."""
+    weight = fc2.weight.detach()
+    flat = weight.reshape(weight.shape[0], weight.shape[1]).double()  # a 1x1 kernel squeezed
+    flat[:, keep.to(weight.device)] += delta.to(weight.device).double()
+    _replace(fc2, "weight", flat.to(weight.dtype).reshape(weight.shape))
 
 
 def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
@@ -44,29 +79,15 @@ def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
         pruned: ``(P,)`` indices of the removed hidden neurons.
         mean: ``(P,)`` their mean activations.
     """
-    delta = _fold_delta(fc2, pruned, mean)
-    bias = fc2.bias
-    if bias is None:
-        weight = fc2.weight
-        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-        fc2.bias = nn.Parameter(bias, requires_grad=weight.requires_grad)
-    _replace(fc2, "bias", (bias.detach().double() + delta).to(bias.dtype))
+    shift_output(fc2, fold_delta(fc2, pruned, mean))
 
 
 def fold_means_into_norm(
     fc2: nn.Module, norm: nn.modules.batchnorm._BatchNorm, pruned: Tensor, mean: Tensor
 ) -> None:
-    """Fold the removed neurons' contribution into the BatchNorm that follows a bias-free
-    fc2: ``running_mean -= W2[:, P] @ mean[P]``, in float64.
-
-    In eval mode ``BN(x + d)`` with running mean ``m`` equals ``BN(x)`` with ``m - d``, so
-    this is as exact as the bias fold, and the layers keep their parameters: no bias is
-    created, so conv+BN fusion (timm's ``fuse()`` of RepViT, SHViT, ...) keeps the fold.
-    """
-    delta = _fold_delta(fc2, pruned, mean)
-    running = norm.running_mean
-    _replace_buffer(norm, "running_mean", (running.double() - delta.to(running.device)).to(
-        running.dtype))  # fmt: skip
+    """The mean fold for a bias-free fc2 followed by BatchNorm: into its running mean
+    (see :func:`shift_output`)."""
+    shift_output(fc2, fold_delta(fc2, pruned, mean), norm)
 
 
 def _replace_buffer(module: nn.Module, name: str, value: Tensor) -> None:
