@@ -201,3 +201,29 @@ def test_prune_a_transformers_model_folder(image_folder, tmp_path):
     assert report["num_pruned"] == int(0.25 * (32 + 64 + 64))
     weights = load_file(out / "model" / "model.safetensors")
     assert report["params"]["after"] == sum(t.numel() for t in weights.values())
+
+
+def test_least_squares_from_the_command_line(image_folder, timm_model_dir, tmp_path, capsys):
+    plain, full = tmp_path / "plain.safetensors", tmp_path / "full.safetensors"
+    common = ("--model", timm_model_dir, "--dataset", image_folder, "--num-samples", 6,
+              "--num-workers", 0)  # fmt: skip
+    assert run_vbprune("calibrate", *common, "--output", plain) == 0
+    assert run_vbprune("calibrate", *common, "--covariance", "--output", full) == 0
+    assert vbprune.ActivationStats.load(plain)["blocks.0.mlp"].c2 is None
+    cov = vbprune.ActivationStats.load(full)["blocks.0.mlp"].cov
+    assert cov.shape == (128, 128)
+    # statistics without covariance: one line naming the fix, nothing written
+    code = run_vbprune("prune", "--model", timm_model_dir, "--stats", plain, "--ratio", 0.5,
+                       "--compensate", "ls", "--output", tmp_path / "refused")  # fmt: skip
+    assert code == 2 and "vbprune calibrate --covariance" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    for mode, stats in (("ls", full), ("none", plain)):
+        out = tmp_path / mode
+        assert run_vbprune("prune", "--model", timm_model_dir, "--stats", stats, "--ratio",
+                           0.5, "--compensate", mode, "--output", out) == 0  # fmt: skip
+        report = json.loads((out / "report.json").read_text())
+        assert report["pruning"]["compensate"] == mode
+    # prune calibrating on --dataset collects the covariance itself for ls
+    args = ("prune", *common, "--ratio", 0.5, "--compensate", "ls", "--output", tmp_path / "self")
+    assert run_vbprune(*args) == 0
+    assert json.loads((tmp_path / "self" / "report.json").read_text())["calibration"]["covariance"]

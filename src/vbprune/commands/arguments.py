@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..core.config import SCOPES, PruningConfig
+from ..core.config import COMPENSATIONS, SCOPES, PruningConfig
 from ..io.model_specs import MODEL_SPEC_HELP
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -76,9 +76,18 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-keep", type=int, default=1, help=_CONFIG_HELP["min_keep"])
     group.add_argument(
         "--compensate",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help=_CONFIG_HELP["compensate"] + " (--no-compensate: the ablation)",
+        nargs="?",
+        choices=COMPENSATIONS,
+        const="mean",
+        default="mean",
+        help=_CONFIG_HELP["compensate"] + " (ls calibrates with --covariance itself)",
+    )
+    group.add_argument(
+        "--no-compensate",
+        dest="compensate",
+        action="store_const",
+        const="none",
+        help="the same as --compensate none (the ablation)",
     )
 
 

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_data_arguments(parser, required=True)
     parser.add_argument("--output", required=True, help="statistics file (.safetensors)")
+    parser.add_argument(
+        "--covariance",
+        action="store_true",
+        help="also record every MLP's covariance, for --compensate ls (H^2 float64 per "
+        "MLP: DeiT-B takes 906 MB)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

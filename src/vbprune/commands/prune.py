@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StatisticsError
 from .arguments import (
     add_data_arguments,
     add_model_arguments,
@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stats is not None:
         stats = ActivationStats.load(args.stats)
         check_stats(sites, stats)  # before any work: a file from another model fails here
+        if config.compensate == "ls" and any(s.c2 is None for s in stats.values()):
+            raise StatisticsError(
+                f"--compensate ls needs the covariance: {args.stats} has none; run "
+                "`vbprune calibrate --covariance` (or give --dataset)"
+            )
         calibration = {"stats_file": str(args.stats)}
     else:
         stats, calibration = calibrate(args, model, accelerator)

@@ -53,7 +53,9 @@ def calibrate(
     """Statistics of ``model`` on ``--dataset``/``--split``, and what the report records."""
     loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=False)
     start = time.perf_counter()
-    stats = VarianceCalibrator(model, accelerator=accelerator).run(loader)
+    # least squares needs the covariance: `prune --compensate ls` collects it itself
+    covariance = getattr(args, "covariance", False) or getattr(args, "compensate", None) == "ls"
+    stats = VarianceCalibrator(model, accelerator=accelerator, covariance=covariance).run(loader)
     seconds = time.perf_counter() - start
     first = next(iter(stats.values()))
     info = {
@@ -62,6 +64,7 @@ def calibrate(
         "num_samples_requested": args.num_samples,
         "samples_first_mlp": first.count,
         "processes": accelerator.num_processes,
+        "covariance": covariance,
         "seconds": round(seconds, 3),
     }
     return stats, info
