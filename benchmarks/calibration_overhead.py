@@ -1,9 +1,11 @@
 """Calibration pass time over a plain inference forward on the same batches.
 
     python benchmarks/calibration_overhead.py --model deit_small_patch16_224 --batch-size 8
+    python benchmarks/calibration_overhead.py --covariance   # also with the covariance
 
-Both are timed in one run, interleaved, on the same random batches; the ratio is what
-recording the statistics costs (goal: <= 1.10x on CPU for DeiT-S at batch 8).
+All are timed in one run, interleaved, on the same random batches; the ratio is what
+recording the statistics costs (goal: <= 1.10x on CPU for DeiT-S at batch 8; with the
+covariance for least-squares compensation, <= 2x).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--covariance", action="store_true", help="also time calibration "
+                        "with covariance (compensate='ls')")  # fmt: skip
     args = parser.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     print(describe(device, args.dtype))
@@ -42,14 +46,25 @@ def main() -> None:
                 model(batch)
 
     runs = {"plain": plain, "calibrate": lambda: calibrator.run(batches)}
+    if args.covariance:
+        with_cov = vbprune.VarianceCalibrator(model, covariance=True)
+        runs["covariance"] = lambda: with_cov.run(batches)
     times = interleaved_times(runs, args.repeats, cuda=device.type == "cuda", warmup=1)
-    t_plain, t_cal = (statistics.median(times[k]) for k in runs)
+    t_plain, t_cal = (statistics.median(times[k]) for k in ("plain", "calibrate"))
     images = args.batches * args.batch_size
     print(
         f"{args.model} batch {args.batch_size}: plain {images / t_plain:.1f} img/s, "
         f"calibration {images / t_cal:.1f} img/s, overhead "
         f"{median_ratio(times['calibrate'], times['plain']):.3f}x (median of {args.repeats})"
     )
+    if args.covariance:
+        t_cov = statistics.median(times["covariance"])
+        print(
+            f"with covariance {images / t_cov:.1f} img/s: "
+            f"{median_ratio(times['covariance'], times['plain']):.3f}x a plain forward, "
+            f"{median_ratio(times['covariance'], times['calibrate']):.3f}x calibration "
+            "without covariance"
+        )
 
 
 if __name__ == "__main__":
