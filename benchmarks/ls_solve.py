@@ -45,11 +45,11 @@ def main() -> None:
     model = timm.create_model(args.model, pretrained=False).eval()
     stats = random_stats(model)
     gib = sum(s.c2.numel() * 8 for s in stats.values()) / 2**30
-    for mode in ("mean", "ls"):
+    for mode, diagnose in (("mean", False), ("ls", False), ("ls", True)):
         pruned = copy.deepcopy(model)
         start = time.perf_counter()
-        vbprune.prune_model(pruned, stats, ratio=args.ratio, compensate=mode)
-        print(f"{args.model} at {args.ratio}, compensate={mode}: "
+        vbprune.prune_model(pruned, stats, ratio=args.ratio, compensate=mode, diagnose=diagnose)
+        print(f"{args.model} at {args.ratio}, compensate={mode}, diagnose={diagnose}: "
               f"{time.perf_counter() - start:.2f} s")  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"covariances held: {gib:.2f} GiB; process peak resident memory {peak:.2f} GiB")

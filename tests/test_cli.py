@@ -223,6 +223,8 @@ def test_least_squares_from_the_command_line(image_folder, timm_model_dir, tmp_p
                            0.5, "--compensate", mode, "--output", out) == 0  # fmt: skip
         report = json.loads((out / "report.json").read_text())
         assert report["pruning"]["compensate"] == mode
+        # with covariance the report says how much of each fc2's output is lost
+        assert ("lost_variance" in report) == (stats == full)
     # prune calibrating on --dataset collects the covariance itself for ls
     args = ("prune", *common, "--ratio", 0.5, "--compensate", "ls", "--output", tmp_path / "self")
     assert run_vbprune(*args) == 0

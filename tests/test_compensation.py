@@ -139,3 +139,35 @@ def test_ls_without_covariance_or_with_nan_is_refused_before_anything_changes(im
         vbprune.apply_plan(model, plan)  # the plan alone cannot say how to refit fc2
     after = model.state_dict()
     assert all(torch.equal(state[k], after[k]) for k in state)
+
+
+def test_lost_variance_matches_the_calibration_data_and_ls_loses_less():
+    from vbprune.core.compensation import lost_output_variance
+
+    data = correlated()
+    width = data.shape[1]
+    w2, b2 = torch.randn(5, width, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    mean, cov = data.mean(0), torch.cov(data.T)
+    keep, pruned = torch.arange(6), torch.arange(6, width)
+    total = float(((data - mean) @ w2.T).square().sum(1).mean())
+    fold = (torch.zeros(5, 6, dtype=torch.float64), w2[:, pruned] @ mean[pruned])
+    ls = least_squares_correction(w2, keep, pruned, mean, cov, damping=0.0)
+    for correction, delta_w in ((fold, None), (ls, ls[0])):
+        # the same fraction measured on the samples (per-sample squared error, summed)
+        measured = fc2_error(w2, b2, data, keep, *correction) * 5 / total
+        predicted = lost_output_variance(w2, keep, pruned, cov, delta_w)
+        assert predicted == pytest.approx(measured, rel=1e-2)
+    assert lost_output_variance(w2, keep, pruned, cov, ls[0]) < lost_output_variance(
+        w2, keep, pruned, cov
+    )
+
+
+def test_prune_report_diagnostics_with_covariance(images):
+    model = randomize(FAMILIES["timm-vit"]())
+    stats = vbprune.VarianceCalibrator(model, covariance=True).run([images])
+    result = vbprune.prune_model(model, stats, ratio=0.6, compensate="ls", diagnose=True)
+    assert set(result.lost_variance) == set(result.widths)
+    for lost in result.lost_variance.values():
+        assert 0 <= lost["ls"] <= lost["mean"] <= 1
+    plain = vbprune.VarianceCalibrator(model).run([images])
+    assert vbprune.prune_model(model, plain, ratio=0.2, diagnose=True).lost_variance == {}

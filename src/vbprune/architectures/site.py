@@ -88,15 +88,20 @@ class MLPSite:
 
     def compensate_least_squares(
         self, keep: Tensor, pruned: Tensor, mean: Tensor, cov: Tensor, damping: float = DAMPING
-    ) -> None:
+    ) -> Tensor:
         """Let fc2 predict the removed neurons from the kept ones (before :meth:`shrink`):
         ``mean`` and ``cov`` are the calibration statistics of all ``width`` neurons
-        (:func:`vbprune.core.compensation.least_squares_correction`)."""
+        (:func:`vbprune.core.compensation.least_squares_correction`).
+
+        Returns:
+            The ``(out, K)`` change made to fc2's kept columns (for diagnostics).
+        """
         delta_w, delta_b = least_squares_correction(
             self.fc2.weight.detach().flatten(1), keep, pruned, mean, cov, damping
         )
         surgery.add_to_inputs(self.fc2, keep, delta_w)
         surgery.shift_output(self.fc2, delta_b, self.fc2_norm)
+        return delta_w
 
     def shrink(self, keep: Tensor) -> None:
         """Keep only the hidden neurons ``keep`` (sorted indices), in place."""

@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         }  # fmt: skip
 
     start = time.perf_counter()
-    result = prune_model(model, stats, config=config)
+    # with covariance, the report says how much of each fc2's output the removal loses
+    diagnose = all(entry.c2 is not None for entry in stats.values())
+    result = prune_model(model, stats, config=config, diagnose=diagnose)
     report["timings"]["prune_s"] = round(time.perf_counter() - start, 4)
     report["params"]["after"] = count_params(model)
     report["macs"]["after"] = count_macs(model, size)
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     report["widths"] = result.widths
     # a hidden LayerNorm/GRN couples the neurons there: the mean fold is approximate
     report["approximate_sites"] = result.approximate_sites
+    if result.lost_variance:  # with covariance: how much of each fc2's output is lost
+        report["lost_variance"] = result.lost_variance
     if eval_loader is not None:
         accuracy, _, report["timings"]["eval_after_s"] = top1()
         report["accuracy"]["top1_after_pruning"] = accuracy

@@ -51,3 +51,28 @@ def least_squares_correction(
     delta_w = w_p @ a_t.T  # (out, K)
     delta_b = w_p @ (mean[pruned] - a_t.T @ mean[keep])  # (out,)
     return delta_w, delta_b
+
+
+def lost_output_variance(
+    w2: Tensor, keep: Tensor, pruned: Tensor, cov: Tensor, delta_w: Tensor | None = None
+) -> float:
+    """Fraction of the variance of fc2's output (over the calibration data) that the
+    removal loses: ``E||W2[:, P] e||^2 / E||W2 (a - m)||^2`` with the residual ``e`` of the
+    removed activations after compensation.
+
+    With ``delta_w`` ``None`` it is the mean fold's loss (``e = a_P - m_P``); with the
+    least-squares ``delta_w`` (``W2[:, P] A``) the residual is ``a_P - m_P - A (a_K - m_K)``.
+    Constants (means) are compensated exactly by either, so they do not enter.
+    """
+    cov = cov.double()
+    w2 = w2.double()
+    total = torch.einsum("oi,ij,oj->", w2, cov, w2)  # trace(W2 S W2^T)
+    w_p = w2[:, pruned]
+    lost = torch.einsum("oi,ij,oj->", w_p, cov[pruned][:, pruned], w_p)
+    if delta_w is not None:
+        # W2_P A (a_K - m_K) is what the correction adds back:
+        # E||W2_P e_P - dW e_K||^2 = W2_P S_PP W2_P^T - 2 W2_P S_PK dW^T + dW S_KK dW^T
+        delta_w = delta_w.double()
+        cross = torch.einsum("oi,ij,oj->", w_p, cov[pruned][:, keep], delta_w)
+        lost = lost - 2 * cross + torch.einsum("oi,ij,oj->", delta_w, cov[keep][:, keep], delta_w)
+    return float(lost.clamp_min(0.0) / total.clamp_min(torch.finfo(torch.float64).tiny))
