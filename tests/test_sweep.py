@@ -51,4 +51,6 @@ def test_cli_sweep_writes_a_png_and_a_table(tmp_path, monkeypatch):
     assert [line.split(" | ")[0] for line in rows] == ["| 0.3", "| 0.8"]
     data = json.loads((out / "sweep.json").read_text())
     assert {r["criterion"] for r in data} == {"original", "variance", "random", "magnitude"}
-    assert len(data) == 1 + 2 * 3 * 2  # original + ratios x criteria x fold on/off
+    assert len(data) == 1 + 2 * 3 * 3  # original + ratios x criteria x (fold, none, ls)
+    at_08 = {(r["criterion"], r["fold"]): r["accuracy"] for r in data if r["ratio"] == 0.8}
+    assert at_08["variance", "ls"] >= at_08["variance", True]  # least squares keeps more

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ..core.config import CRITERIA, PruningConfig
+from ..core.config import CRITERIA, PruningConfig, compensation
 from ..core.statistics import ActivationStats
 from ..pruning import prune_model
 from .counting import count_macs, count_params
@@ -26,7 +26,7 @@ def sweep(
     score: Callable[[nn.Module], float],
     input_size: Sequence[int],
     criteria: Sequence[str] = CRITERIA,
-    folds: Sequence[bool] = (True, False),
+    folds: Sequence[bool | str] = (True, False),
 ) -> list[dict[str, Any]]:
     """Prune copies of ``model`` at every ratio, criterion and fold setting; score each.
 
@@ -37,7 +37,9 @@ def sweep(
         score: Accuracy of a model (e.g. top-1 on held-out data).
         input_size: ``(C, H, W)`` for counting MACs.
         criteria: Selection criteria to compare.
-        folds: Mean-fold settings to compare.
+        folds: Compensations to compare: ``True``/``False`` (mean fold or none, as the
+            paper's ablation) or ``"mean"``, ``"ls"``, ``"none"`` (``"ls"`` needs
+            statistics with covariance).
 
     Returns:
         One row per (ratio, criterion, fold): ratio, criterion, fold, accuracy, MACs, params.
@@ -58,6 +60,13 @@ def sweep(
     return rows
 
 
+_SHORT = {"mean": "fold", "ls": "least squares", "none": "no fold"}
+
+
+def _label(fold: bool | str) -> str:
+    return {"mean": "mean fold", "ls": "least squares", "none": "no fold"}[compensation(fold)]
+
+
 def plot(rows: list[dict[str, Any]], path) -> None:
     """Accuracy right after pruning against MACs and against params, one line per setting."""
     import matplotlib
@@ -72,8 +81,8 @@ def plot(rows: list[dict[str, Any]], path) -> None:
         line = [original] + [
             r for r in rows[1:] if (r["criterion"], r["fold"]) == (criterion, fold)
         ]
-        label = f"{criterion}, {'mean fold' if fold else 'no fold'}"
-        style = "-" if fold else "--"
+        label = f"{criterion}, {_label(fold)}"
+        style = {"mean": "-", "ls": ":", "none": "--"}[compensation(fold)]
         for axis, key, unit in ((axes[0], "macs", 1e6), (axes[1], "params", 1e3)):
             axis.plot([r[key] / unit for r in line], [100 * r["accuracy"] for r in line],
                       style, marker="o", label=label)  # fmt: skip
@@ -93,7 +102,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per ratio, one column per criterion and fold setting."""
     settings = sorted({(r["criterion"], r["fold"]) for r in rows[1:]}, key=str)
     ratios = sorted({r["ratio"] for r in rows[1:]})
-    head = [f"{c} ({'fold' if f else 'no fold'})" for c, f in settings]
+    head = [f"{c} ({_SHORT[compensation(f)]})" for c, f in settings]
     lines = [
         f"original top-1: {100 * rows[0]['accuracy']:.1f} %",
         "",
