@@ -52,10 +52,13 @@ SECTIONS = [
         "The maths under `prune_model`, usable on their own on plain layers and tensors "
         "(they import only torch).",
         [
-            ("vbprune.core.statistics", ["chan_merge"]),
+            ("vbprune.core.statistics", ["chan_merge", "merge_comoments"]),
             ("vbprune.core.surgery", [
-                "fold_means_into_bias", "shrink_mlp", "keep_outputs", "keep_inputs",
-                "keep_channels_last",
+                "fold_means_into_bias", "shift_output", "shrink_mlp", "keep_outputs",
+                "keep_inputs", "keep_channels",
+            ]),
+            ("vbprune.core.compensation", [
+                "least_squares_correction", "lost_output_variance",
             ]),
             ("vbprune.core.config", ["resolve_config"]),
         ],

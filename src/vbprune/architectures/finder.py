@@ -60,10 +60,7 @@ def _projection_problem(layer: nn.Module | None, path: str) -> str | None:
 
 
 def _channel_problem(module: nn.Module, path: str, width: int) -> str | None:
-    kind = type(module).__name__
-    reason = UNPRUNABLE.get(kind) or UNPRUNABLE_CHANNELS.get(kind)
-    if reason:
-        return f"{path} is a {kind}: {reason}"
+    kind = type(module).__name__  # known unprunable kinds were refused by _match already
     if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
         size = module.num_features if hasattr(module, "num_features") else module.normalized_shape
         return None if size in (width, (width,)) else f"{path} normalises {size} channels"

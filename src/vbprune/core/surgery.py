@@ -82,14 +82,6 @@ def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
     shift_output(fc2, fold_delta(fc2, pruned, mean))
 
 
-def fold_means_into_norm(
-    fc2: nn.Module, norm: nn.modules.batchnorm._BatchNorm, pruned: Tensor, mean: Tensor
-) -> None:
-    """The mean fold for a bias-free fc2 followed by BatchNorm: into its running mean
-    (see :func:`shift_output`)."""
-    shift_output(fc2, fold_delta(fc2, pruned, mean), norm)
-
-
 def _replace_buffer(module: nn.Module, name: str, value: Tensor) -> None:
     module._buffers[name] = value.contiguous()
 
@@ -178,17 +170,6 @@ def keep_channels(module: nn.Module, keep: Tensor, width: int) -> None:
             setattr(module, attribute, count)
     if getattr(module, "normalized_shape", None) == (width,):
         module.normalized_shape = (count,)
-
-
-def keep_channels_last(module: nn.Module, keep: Tensor, names: Iterable[str]) -> None:
-    """Slice the named parameters of ``module`` to ``keep`` on their last dimension.
-
-    For per-hidden-channel modules between fc1 and fc2, such as a Global Response Norm
-    (timm stores its weight and bias as ``(H,)``, transformers as ``(1, 1, 1, H)``).
-    """
-    for name in names:
-        value = getattr(module, name)
-        _replace(module, name, value.detach()[..., keep.to(value.device)])
 
 
 def shrink_mlp(
