@@ -229,3 +229,30 @@ def test_least_squares_from_the_command_line(image_folder, timm_model_dir, tmp_p
     args = ("prune", *common, "--ratio", 0.5, "--compensate", "ls", "--output", tmp_path / "self")
     assert run_vbprune(*args) == 0
     assert json.loads((tmp_path / "self" / "report.json").read_text())["calibration"]["covariance"]
+
+
+def test_obs_criterion_and_covariance_fraction_from_the_command_line(
+    image_folder, timm_model_dir, tmp_path, capsys
+):
+    common = ("--model", timm_model_dir, "--dataset", image_folder, "--num-samples", 6,
+              "--num-workers", 0)  # fmt: skip
+    plain = tmp_path / "plain.safetensors"
+    assert run_vbprune("calibrate", *common, "--output", plain) == 0
+    code = run_vbprune("prune", "--model", timm_model_dir, "--stats", plain, "--ratio", 0.5,
+                       "--criterion", "obs", "--output", tmp_path / "refused")  # fmt: skip
+    assert code == 2 and "--criterion obs needs the covariance" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    # prune calibrating itself collects the covariance for obs, on a quarter of the tokens
+    out = tmp_path / "obs"
+    assert run_vbprune("prune", *common, "--ratio", 0.5, "--criterion", "obs",
+                       "--compensate", "ls", "--covariance-fraction", 0.25,
+                       "--output", out) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["pruning"]["criterion"] == "obs" and report["pruning"]["compensate"] == "ls"
+    assert report["calibration"]["covariance_fraction"] == 0.25
+    stats = vbprune.ActivationStats.load(out / "stats.safetensors")
+    entry = stats["blocks.0.mlp"]
+    assert torch.equal(entry.cov.diagonal(), entry.var)
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        run_vbprune("calibrate", *common, "--covariance-fraction", 0, "--output", plain)
+    assert exit_info.value.code == 2 and "--covariance-fraction" in capsys.readouterr().err

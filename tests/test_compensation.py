@@ -73,13 +73,18 @@ def fc2_error(w2, b2, data, keep, delta_w, delta_b) -> float:
 def test_least_squares_never_loses_to_the_mean_fold_and_equals_it_without_correlation():
     data = correlated()
     width = data.shape[1]
-    w2, b2 = torch.randn(5, width, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    w2 = torch.randn(5, width, dtype=torch.float64, generator=generator)
+    b2 = torch.randn(5, dtype=torch.float64, generator=generator)
     mean, cov = data.mean(0), torch.cov(data.T)
     for keep_count in (2, 6, 10):
         keep, pruned = torch.arange(keep_count), torch.arange(keep_count, width)
         ls = least_squares_correction(w2, keep, pruned, mean, cov)
         fold = (torch.zeros(5, keep_count, dtype=torch.float64), w2[:, pruned] @ mean[pruned])
-        assert fc2_error(w2, b2, data, keep, *ls) < 0.5 * fc2_error(w2, b2, data, keep, *fold)
+        ls_error, fold_error = (fc2_error(w2, b2, data, keep, *c) for c in (ls, fold))
+        assert ls_error < fold_error
+        if keep_count >= 3:  # enough kept neurons to span the 3 shared factors
+            assert ls_error < 0.5 * fold_error
         # uncorrelated neurons: nothing to predict, the least squares fold is the mean fold
         delta_w, delta_b = least_squares_correction(
             w2, keep, pruned, mean, torch.diag(cov.diagonal())
@@ -171,3 +176,123 @@ def test_prune_report_diagnostics_with_covariance(images):
         assert 0 <= lost["ls"] <= lost["mean"] <= 1
     plain = vbprune.VarianceCalibrator(model).run([images])
     assert vbprune.prune_model(model, plain, ratio=0.2, diagnose=True).lost_variance == {}
+
+
+# --- the covariance on a subset of tokens, and the half Gram matrix -------------------
+
+
+def test_half_gram_matrix_equals_the_full_product():
+    from vbprune.core.statistics import symmetric_gram
+
+    rows = torch.randn(50, 13, dtype=torch.float64)
+    for block in (1, 4, 5, 13):  # blocks that do and do not divide the width
+        torch.testing.assert_close(symmetric_gram(rows, block=block), rows.T @ rows)
+
+
+def test_subset_covariance_keeps_the_exact_diagonal_and_estimates_the_rest():
+    data = correlated(samples=4000, width=12).float().view(40, 100, 12)  # 40 images
+    full = NeuronStats.empty(12, covariance=True)
+    subset = NeuronStats.empty(12, covariance=True)
+    generator = torch.Generator().manual_seed(0)
+    for batch in data.split(8):
+        full.update(batch)
+        subset.update(batch, covariance_fraction=0.25, generator=generator)
+    # means and variances use every token: the same as without a subset
+    assert torch.equal(subset.mean, full.mean) and torch.equal(subset.m2, full.m2)
+    assert torch.equal(subset.cov.diagonal(), subset.var)  # exact, not estimated
+    assert torch.linalg.eigvalsh(subset.cov).min() > -1e-9  # still a covariance
+    correlation = lambda c: c / torch.outer(c.diagonal(), c.diagonal()).sqrt()  # noqa: E731
+    error = (correlation(subset.cov) - correlation(full.cov)).abs().max()
+    assert 0 < error < 0.05  # 1000 of 4000 tokens: close, not equal
+    # the draws are seeded
+    again = NeuronStats.empty(12, covariance=True)
+    generator = torch.Generator().manual_seed(0)
+    for batch in data.split(8):
+        again.update(batch, covariance_fraction=0.25, generator=generator)
+    assert torch.equal(again.c2, subset.c2)
+
+
+def test_calibrator_covariance_fraction_on_feature_maps_and_bad_values(images):
+    model = randomize(FAMILIES["timm-convnext"]())
+    full = vbprune.VarianceCalibrator(model, covariance=True).run([images])
+    quarter = vbprune.VarianceCalibrator(model, covariance=True, covariance_fraction=0.25)
+    part = quarter.run([images])
+    for name, entry in part.items():
+        assert torch.equal(entry.var, full[name].var)
+        assert torch.equal(entry.cov.diagonal(), entry.var)
+        assert not torch.equal(entry.c2, full[name].c2)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(vbprune.ConfigError, match="covariance_fraction"):
+            vbprune.VarianceCalibrator(model, covariance=True, covariance_fraction=bad)
+
+
+# --- the OBS criterion ------------------------------------------------------------------
+
+
+def ls_error(w2, cov, removed: list[int]) -> float:
+    """Expected squared error of fc2's output after removing ``removed`` with least squares
+    (no damping)."""
+    from vbprune.core.compensation import lost_output_variance
+
+    width = cov.shape[0]
+    pruned = torch.tensor(removed)
+    keep = torch.tensor([i for i in range(width) if i not in set(removed)])
+    delta_w, _ = least_squares_correction(w2, keep, pruned, cov[0], cov, damping=0.0)
+    total = float(torch.einsum("oi,ij,oj->", w2, cov, w2))
+    return lost_output_variance(w2, keep, pruned, cov, delta_w) * total
+
+
+def test_obs_order_is_the_greedy_least_squares_order():
+    from vbprune.core.compensation import obs_removal_scores
+
+    data = correlated(width=10)
+    cov = torch.cov(data.T)
+    w2 = torch.randn(4, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    scores = obs_removal_scores(w2, cov, damping=0.0, block=1)
+    order = scores.argsort().tolist()
+    assert torch.isinf(scores[order[-1]]) and (scores[order[:-1]].diff() > 0).all()
+    removed: list[int] = []
+    increases = []
+    for _ in range(6):  # each step removes the neuron that least raises the error
+        errors = {j: ls_error(w2, cov, [*removed, j]) for j in range(10) if j not in removed}
+        best = min(errors, key=errors.get)
+        assert order[len(removed)] == best
+        increases.append(errors[best] - (ls_error(w2, cov, removed) if removed else 0.0))
+        removed.append(best)
+    # the scores are those increases, made increasing by a running maximum
+    expected = torch.tensor(increases, dtype=torch.float64).cummax(0).values
+    torch.testing.assert_close(scores[order[:6]], expected, rtol=1e-6, atol=1e-9)
+
+
+def test_obs_without_correlation_ranks_by_output_energy_and_constants_go_first():
+    from vbprune.core.compensation import obs_removal_scores
+
+    variances = torch.tensor([4.0, 0.0, 1.0, 9.0, 0.25], dtype=torch.float64)
+    w2 = torch.tensor([[1.0, 5.0, 3.0, 0.1, 2.0]], dtype=torch.float64)
+    scores = obs_removal_scores(w2, torch.diag(variances), block=1)
+    energy = w2[0] ** 2 * variances  # what each neuron alone adds to fc2's output
+    assert scores.argsort()[:-1].tolist() == energy.argsort()[:-1].tolist()
+    # the constant one: only the damping (1e-4 of the mean variance) keeps it above 0
+    assert scores[1] < 1e-2 * scores[scores.isfinite()].max()
+
+
+def test_obs_criterion_prunes_with_ls_and_needs_the_covariance(images):
+    model = randomize(FAMILIES["timm-vit"]())
+    state = copy.deepcopy(model.state_dict())
+    plain = vbprune.VarianceCalibrator(model).run([images])
+    with pytest.raises(vbprune.StatisticsError, match='criterion="obs" needs the covariance'):
+        vbprune.prune_model(model, plain, ratio=0.5, criterion="obs")
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    stats = vbprune.VarianceCalibrator(model, covariance=True).run([images])
+    before = logits(model, images)
+    errors = {}
+    for criterion in ("variance", "obs"):
+        pruned = copy.deepcopy(model)
+        result = vbprune.prune_model(pruned, stats, ratio=0.7, criterion=criterion,
+                                     compensate="ls", round_to=4)  # fmt: skip
+        assert all(w % 4 == 0 for w in result.widths.values())
+        assert result.num_pruned == vbprune.prune_model(
+            copy.deepcopy(model), stats, ratio=0.7, round_to=4).num_pruned  # fmt: skip
+        errors[criterion] = float((logits(pruned, images) - before).square().mean())
+    # chosen for what least squares cannot restore: a smaller error on the same data
+    assert errors["obs"] < errors["variance"]

@@ -23,7 +23,7 @@ from vbprune import PruningConfig
         ({"ratio": 0.5, "scope": "block"}, vbprune.ConfigError,
          r"scope must be one of global, layer; got 'block'"),
         ({"ratio": 0.5, "criterion": "snip"}, vbprune.ConfigError,
-         r"criterion must be one of variance, random, magnitude; got 'snip'"),
+         r"criterion must be one of variance, random, magnitude, obs; got 'snip'"),
         ({"ratio": 0.5, "min_keep": 0}, vbprune.ConfigError, r"min_keep must be a positive"),
         ({"ratio": 0.5, "round_to": 2.5}, vbprune.ConfigError, r"round_to must be a positive"),
         ({"ratio": 0.5, "seed": "1"}, vbprune.OptionTypeError, r"seed must be an integer"),

@@ -22,10 +22,15 @@ def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, ca
     print(accuracy)
     assert accuracy["top1_before"] > 0.8  # a real trained network
     assert accuracy["top1_after_pruning"] >= accuracy["top1_random_selection"]
+    # least squares side by side with VBP's mean fold, at the same size
+    assert accuracy["top1_least_squares"] >= accuracy["top1_mean_fold"]
+    assert accuracy["top1_after_pruning"] == accuracy["top1_mean_fold"]  # VBP is saved
     assert report["params"]["after"] < report["params"]["before"]
     model = vbprune.from_pretrained(out / "model")
     assert vbprune.count_params(model) == report["params"]["after"]
-    assert "| random selection |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| random selection, mean fold |" in printed
+    assert "| variance, least squares |" in printed
     # the trained network is cached: a second run does not train it again
     assert (tmp_path / "cache" / "digits-vit" / "model.safetensors").is_file()
     assert run_vbprune("demo", "--output", out) == 2  # not empty: refused

@@ -61,3 +61,20 @@ def test_card_says_when_means_were_not_folded(image_folder, timm_model_dir, tmp_
                        "--output", out) == 0  # fmt: skip
     text = (out / "model" / "README.md").read_text()
     assert "were NOT folded" in text and "are folded" not in text
+
+
+def test_card_names_the_criterion_and_the_compensation():
+    from vbprune.io.model_card import render_model_card
+
+    def card(**pruning) -> str:
+        section = {"base_model": "timm:deit_tiny_patch16_224", "widths": {"blocks.0.mlp": 3},
+                   "pruning": {"ratio": 0.5, "scope": "global", **pruning},
+                   "report": {"original_widths": {"blocks.0.mlp": 6}}}  # fmt: skip
+        return " ".join(str(render_model_card(section, "timm", "me/model")).split())
+
+    assert "removes the lowest-variance neurons (global ranking" in card()
+    text = card(criterion="obs", compensate="ls")
+    assert "vbprune's OBS criterion" in text and "lowest-variance" not in text
+    assert "refitted by least squares" in text
+    assert "neurons drawn at random" in card(criterion="random", compensate="mean")
+    assert "smallest weight magnitude" in card(criterion="magnitude")

@@ -50,7 +50,9 @@ def test_cli_sweep_writes_a_png_and_a_table(tmp_path, monkeypatch):
     rows = [line for line in (out / "sweep.md").read_text().splitlines() if line[:4] == "| 0."]
     assert [line.split(" | ")[0] for line in rows] == ["| 0.3", "| 0.8"]
     data = json.loads((out / "sweep.json").read_text())
-    assert {r["criterion"] for r in data} == {"original", "variance", "random", "magnitude"}
-    assert len(data) == 1 + 2 * 3 * 3  # original + ratios x criteria x (fold, none, ls)
+    criteria = {"variance", "random", "magnitude", "obs"}
+    assert {r["criterion"] for r in data} == {"original", *criteria}
+    assert len(data) == 1 + 2 * 4 * 3  # original + ratios x criteria x (fold, none, ls)
     at_08 = {(r["criterion"], r["fold"]): r["accuracy"] for r in data if r["ratio"] == 0.8}
     assert at_08["variance", "ls"] >= at_08["variance", True]  # least squares keeps more
+    assert at_08["obs", "ls"] >= at_08["variance", "ls"]  # and keeps more chosen for it

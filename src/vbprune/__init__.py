@@ -52,6 +52,7 @@ _EXPORTS = {
     "PruningResult": "vbprune.pruning",
     "apply_plan": "vbprune.pruning",
     "magnitude_scores": "vbprune.pruning",
+    "obs_scores": "vbprune.pruning",
     "prune_model": "vbprune.pruning",
     "count_macs": "vbprune.evaluation.counting",
     "count_params": "vbprune.evaluation.counting",
@@ -97,6 +98,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "from_pretrained",
     "magnitude_scores",
     "model_backend",
+    "obs_scores",
     "plan_pruning",
     "prune_model",
     "push_folder",
@@ -135,7 +137,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .io.checkpoint import from_pretrained, save_pretrained
     from .io.hf_format import register_auto_classes
     from .io.hub import push_folder, push_to_hub
-    from .pruning import PruningResult, apply_plan, magnitude_scores, prune_model
+    from .pruning import PruningResult, apply_plan, magnitude_scores, obs_scores, prune_model
     from .training.trainer import DistillationTrainer, DistillationTrainingArguments
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..core.config import COMPENSATIONS, SCOPES, PruningConfig
+from ..core.config import COMPENSATIONS, CRITERIA, SCOPES, PruningConfig
 from ..io.model_specs import MODEL_SPEC_HELP
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -25,6 +25,14 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
@@ -64,7 +72,20 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--image-column", default="image")
     group.add_argument("--label-column", default="label")
     group.add_argument("--streaming", action="store_true", help="stream a Hub dataset")
-    group.add_argument("--seed", type=int, default=0, help="shuffle seed before sampling")
+    group.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampling shuffle and of random draws"
+    )
+
+
+def add_covariance_fraction(parser: argparse.ArgumentParser) -> None:
+    """``--covariance-fraction``: estimate the covariance on a share of the tokens."""
+    parser.add_argument(
+        "--covariance-fraction",
+        type=fraction,
+        default=1.0,
+        help="estimate the covariance from this fraction of each image's tokens, drawn at "
+        "random (faster; means, variances and the ranking by variance use every token)",
+    )
 
 
 def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,12 +96,16 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--round-to", type=int, default=1, help=_CONFIG_HELP["round_to"])
     group.add_argument("--min-keep", type=int, default=1, help=_CONFIG_HELP["min_keep"])
     group.add_argument(
+        "--criterion", choices=CRITERIA, default="variance", help=_CONFIG_HELP["criterion"]
+    )
+    group.add_argument(
         "--compensate",
         nargs="?",
         choices=COMPENSATIONS,
         const="mean",
         default="mean",
-        help=_CONFIG_HELP["compensate"] + " (ls calibrates with --covariance itself)",
+        help=_CONFIG_HELP["compensate"] + " (with --dataset, ls and --criterion obs "
+        "calibrate with the covariance themselves)",
     )
     group.add_argument(
         "--no-compensate",
@@ -95,5 +120,5 @@ def pruning_config(args: argparse.Namespace) -> PruningConfig:
     """The validated :class:`~vbprune.PruningConfig` of parsed pruning arguments."""
     return PruningConfig(
         ratio=args.ratio, scope=args.scope, min_keep=args.min_keep, round_to=args.round_to,
-        compensate=args.compensate,
+        compensate=args.compensate, criterion=args.criterion, seed=args.seed,
     )  # fmt: skip

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import OutputExistsError
-from .arguments import add_data_arguments, add_model_arguments
+from .arguments import add_covariance_fraction, add_data_arguments, add_model_arguments
 
 HELP = "record post-activation MLP statistics on a dataset"
 
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also record every MLP's covariance, for --compensate ls (H^2 float64 per "
         "MLP: DeiT-B takes 906 MB)",
     )
+    add_covariance_fraction(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"--output {output} is a folder; give a .safetensors file path")
     check_parents(output)
     model = prepare_model(args, accelerator)
-    stats, info = calibrate(args, model, accelerator)
+    stats, info = calibrate(args, model, accelerator, covariance=args.covariance)
     if accelerator.is_main_process:
         stats.save(output)
         print(f"wrote statistics of {len(stats)} MLPs ({info['seconds']} s) to {output}")

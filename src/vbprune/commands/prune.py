@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.errors import ConfigError, StatisticsError
 from .arguments import (
+    add_covariance_fraction,
     add_data_arguments,
     add_model_arguments,
     add_pruning_arguments,
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--stats", help="statistics from `vbprune calibrate` (else --dataset)")
     add_data_arguments(parser, required=False)
+    add_covariance_fraction(parser)
     add_pruning_arguments(parser)
     parser.add_argument("--eval-split", help="report top-1 before and right after pruning")
     parser.add_argument("--eval-samples", type=positive_int, help="images to evaluate")
@@ -66,14 +68,15 @@ def run(args: argparse.Namespace) -> int:
     if args.stats is not None:
         stats = ActivationStats.load(args.stats)
         check_stats(sites, stats)  # before any work: a file from another model fails here
-        if config.compensate == "ls" and any(s.c2 is None for s in stats.values()):
+        if config.needs_covariance and any(s.c2 is None for s in stats.values()):
+            need = "--compensate ls" if config.compensate == "ls" else "--criterion obs"
             raise StatisticsError(
-                f"--compensate ls needs the covariance: {args.stats} has none; run "
+                f"{need} needs the covariance: {args.stats} has none; run "
                 "`vbprune calibrate --covariance` (or give --dataset)"
             )
         calibration = {"stats_file": str(args.stats)}
     else:
-        stats, calibration = calibrate(args, model, accelerator)
+        stats, calibration = calibrate(args, model, accelerator, config.needs_covariance)
 
     def top1() -> tuple[float, int, float]:
         start = time.perf_counter()

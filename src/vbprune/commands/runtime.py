@@ -48,14 +48,18 @@ def image_loader(
 
 
 def calibrate(
-    args: argparse.Namespace, model: torch.nn.Module, accelerator: Accelerator
+    args: argparse.Namespace, model: torch.nn.Module, accelerator: Accelerator, covariance: bool
 ) -> tuple[ActivationStats, dict[str, Any]]:
-    """Statistics of ``model`` on ``--dataset``/``--split``, and what the report records."""
+    """Statistics of ``model`` on ``--dataset``/``--split`` (with the covariance, on
+    ``--covariance-fraction`` of the tokens, when ``covariance``), and what the report
+    records."""
     loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=False)
     start = time.perf_counter()
-    # least squares needs the covariance: `prune --compensate ls` collects it itself
-    covariance = getattr(args, "covariance", False) or getattr(args, "compensate", None) == "ls"
-    stats = VarianceCalibrator(model, accelerator=accelerator, covariance=covariance).run(loader)
+    calibrator = VarianceCalibrator(
+        model, accelerator=accelerator, covariance=covariance,
+        covariance_fraction=args.covariance_fraction, seed=args.seed,
+    )  # fmt: skip
+    stats = calibrator.run(loader)
     seconds = time.perf_counter() - start
     first = next(iter(stats.values()))
     info = {
@@ -65,6 +69,7 @@ def calibrate(
         "samples_first_mlp": first.count,
         "processes": accelerator.num_processes,
         "covariance": covariance,
+        "covariance_fraction": args.covariance_fraction if covariance else None,
         "seconds": round(seconds, 3),
     }
     return stats, info

@@ -1,9 +1,9 @@
 """``vbprune sweep``: the paper's ablation at small scale on the digits ViT.
 
-One calibration (with covariance), then pruning at many ratios with variance, random and
-weight-magnitude selection, each with the mean fold, without it and with least-squares
-compensation (:func:`vbprune.evaluation.sweep.sweep`); writes ``sweep.png``, ``sweep.md``
-and ``sweep.json``.
+One calibration (with covariance), then pruning at many ratios with variance, random,
+weight-magnitude and OBS selection, each with the mean fold, without it and with
+least-squares compensation (:func:`vbprune.evaluation.sweep.sweep`); writes
+``sweep.png``, ``sweep.md`` and ``sweep.json``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import CRITERIA, PruningConfig
+from .arguments import add_covariance_fraction
 
 HELP = "accuracy vs size over ratios and criteria (digits)"
 
@@ -21,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA))
     p.add_argument("--output", default="vbprune-sweep", help="folder for sweep.png and the table")
     p.add_argument("--overwrite", action="store_true")
+    add_covariance_fraction(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     train_x, train_y, test_x, test_y = load_digits_tensors()
     model = trained_digits_vit(train_x, train_y)
     # once, for every ratio; the covariance (4 MLPs of 256) for least squares
-    stats = VarianceCalibrator(model, covariance=True).run(train_x.split(256))
+    calibrator = VarianceCalibrator(
+        model, covariance=True, covariance_fraction=args.covariance_fraction
+    )
+    stats = calibrator.run(train_x.split(256))
     score = lambda m: accuracy(m, test_x, test_y)  # noqa: E731
     rows = sweep(model, stats, args.ratios, score, input_size(model), criteria=args.criteria,
                  folds=(True, False, "ls"))  # fmt: skip

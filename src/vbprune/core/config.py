@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ConfigError, OptionTypeError
 
 SCOPES = ("global", "layer")
-CRITERIA = ("variance", "random", "magnitude")
+CRITERIA = ("variance", "random", "magnitude", "obs")
 COMPENSATIONS = ("mean", "ls", "none")
 _COMPENSATION_ALIASES = {True: "mean", False: "none"}  # vbprune 0.1/0.2 wrote booleans
 
@@ -51,7 +51,11 @@ class PruningConfig:
     )
     criterion: str = field(
         default="variance",
-        metadata={"help": "what ranks neurons: variance (the method), random or magnitude"},
+        metadata={
+            "help": "what ranks neurons: variance (the method), random or magnitude (the "
+            "paper's baselines) or obs (the greedy error of least squares, Optimal Brain "
+            "Surgeon style; needs statistics with covariance; best with compensate ls)"
+        },
     )
     seed: int = field(default=0, metadata={"help": "seed of the random criterion"})
     compensate: str = field(
@@ -92,6 +96,12 @@ class PruningConfig:
                   "compensate": compensate}  # fmt: skip
         for name, value in normal.items():
             object.__setattr__(self, name, value)  # frozen: the dataclass way to normalise
+
+    @property
+    def needs_covariance(self) -> bool:
+        """Whether these options need statistics with covariance (``compensate="ls"`` or
+        ``criterion="obs"``)."""
+        return self.compensate == "ls" or self.criterion == "obs"
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serialisable dict (what checkpoints and reports record)."""

@@ -98,6 +98,10 @@ class PruningPlan:
             raise PlanError(f"not a pruning plan: {type(error).__name__}: {error}") from error
 
 
+# criteria whose scores come from the model, and the function that computes them
+_SCORED = {"magnitude": "vbprune.magnitude_scores", "obs": "vbprune.obs_scores"}
+
+
 def _floor_count(ratio: float, n: int) -> int:
     """``floor(ratio * n)``, forgiving float error: 0.29 * 100 is 28.999999999999996."""
     product = float(ratio) * n
@@ -237,10 +241,13 @@ def plan_pruning(
         stats: Statistics per site (e.g. :class:`~vbprune.ActivationStats`), model order.
         ratio, scope, min_keep, round_to: As in :func:`select_neurons`.
         criterion: ``"variance"`` (the method), ``"random"`` (the ablation baseline:
-            the same counts, neurons drawn at random with ``seed``) or ``"magnitude"``
-            (weight magnitude, from ``scores``; see :func:`vbprune.magnitude_scores`).
+            the same counts, neurons drawn at random with ``seed``), ``"magnitude"``
+            (weight magnitude, from ``scores``; see :func:`vbprune.magnitude_scores`) or
+            ``"obs"`` (the greedy least-squares error, from ``scores``; see
+            :func:`vbprune.obs_scores`).
         seed: Seed of the ``"random"`` criterion.
-        scores: Per-site scores (lowest removed first) for the ``"magnitude"`` criterion.
+        scores: Per-site scores (lowest removed first) for the ``"magnitude"`` and
+            ``"obs"`` criteria.
         config: All options at once.
 
     Returns:
@@ -264,9 +271,11 @@ def plan_pruning(
             raise StatisticsError(f"statistics of {name} hold {s.count} sample(s); need at least 2")
         if not s.is_finite():
             raise StatisticsError(f"statistics of {name} hold NaN or infinite values")
-    if config.criterion == "magnitude":
+    if config.criterion in _SCORED:
         if scores is None:
-            raise ConfigError("the magnitude criterion needs scores (vbprune.magnitude_scores)")
+            raise ConfigError(
+                f"the {config.criterion} criterion needs scores ({_SCORED[config.criterion]})"
+            )
     elif config.criterion == "variance":
         scores = {n: s.var for n, s in stats.items()}
     else:

@@ -63,6 +63,11 @@ def sweep(
 _SHORT = {"mean": "fold", "ls": "least squares", "none": "no fold"}
 
 
+def _settings(rows: list[dict[str, Any]]) -> list[tuple[str, bool | str]]:
+    """The (criterion, fold) pairs of the rows, in the order they were swept."""
+    return list(dict.fromkeys((r["criterion"], r["fold"]) for r in rows[1:]))
+
+
 def _label(fold: bool | str) -> str:
     return {"mean": "mean fold", "ls": "least squares", "none": "no fold"}[compensation(fold)]
 
@@ -76,7 +81,8 @@ def plot(rows: list[dict[str, Any]], path) -> None:
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     original = rows[0]
-    settings = sorted({(r["criterion"], r["fold"]) for r in rows[1:]}, key=str)
+    settings = _settings(rows)
+    colours = {c: f"C{i}" for i, c in enumerate(dict.fromkeys(c for c, _ in settings))}
     for criterion, fold in settings:
         line = [original] + [
             r for r in rows[1:] if (r["criterion"], r["fold"]) == (criterion, fold)
@@ -85,13 +91,13 @@ def plot(rows: list[dict[str, Any]], path) -> None:
         style = {"mean": "-", "ls": ":", "none": "--"}[compensation(fold)]
         for axis, key, unit in ((axes[0], "macs", 1e6), (axes[1], "params", 1e3)):
             axis.plot([r[key] / unit for r in line], [100 * r["accuracy"] for r in line],
-                      style, marker="o", label=label)  # fmt: skip
+                      style, marker="o", color=colours[criterion], label=label)  # fmt: skip
     axes[0].set_xlabel("MACs (M)")
     axes[1].set_xlabel("parameters (k)")
     for axis in axes:
         axis.set_ylabel("top-1 right after pruning (%)")
         axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=7, ncol=2)
     figure.suptitle("VBP ablation on the digits ViT (no fine-tuning)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -100,7 +106,7 @@ def plot(rows: list[dict[str, Any]], path) -> None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per ratio, one column per criterion and fold setting."""
-    settings = sorted({(r["criterion"], r["fold"]) for r in rows[1:]}, key=str)
+    settings = _settings(rows)
     ratios = sorted({r["ratio"] for r in rows[1:]})
     head = [f"{c} ({_SHORT[compensation(f)]})" for c, f in settings]
     lines = [

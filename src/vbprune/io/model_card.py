@@ -118,6 +118,7 @@ def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: st
         ratio=ratio,
         scope=pruning.get("scope", "unknown"),
         compensate=pruning.get("compensate"),
+        criterion=pruning.get("criterion", "variance"),
         pruned_percent=_pruned_percent(original, widths, ratio),
         params_before=_millions(params.get("before")),
         params_after=_millions(params.get("after")),
