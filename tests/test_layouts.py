@@ -64,6 +64,8 @@ def test_probe_removes_constant_neurons_without_changing_exact_outputs(key):
     assert result.removed > 0 and result.layouts
     assert result.exact == (key not in APPROXIMATE)
     assert result.passed, f"{key}: outputs moved by {result.exact_difference:.2e}"
+    if result.exact_difference is not None:  # least squares: exact for constants too
+        assert result.least_squares_difference <= result.tolerance, key
     if result.exact_difference is not None:  # the fold is what keeps the outputs
         assert result.no_fold_difference > 10 * max(result.exact_difference, 1e-7), key
     if not result.exact:  # the probe sees the coupling: the fold is only approximate
