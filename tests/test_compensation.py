@@ -125,12 +125,14 @@ def test_ls_beats_the_mean_fold_on_a_model_and_reloads(images, tmp_path):
     assert errors["ls"] < errors["mean"]
 
 
-def test_ls_without_covariance_or_with_nan_is_refused_before_anything_changes(images):
+def test_ls_or_obs_without_covariance_or_with_nan_is_refused_before_anything_changes(images):
     model = randomize(FAMILIES["timm-vit"]())
     state = copy.deepcopy(model.state_dict())
     plain = vbprune.VarianceCalibrator(model).run([images])
     with pytest.raises(vbprune.StatisticsError, match="covariance=True"):
         vbprune.prune_model(model, plain, ratio=0.5, compensate="ls")
+    with pytest.raises(vbprune.StatisticsError, match='criterion="obs" needs the covariance'):
+        vbprune.prune_model(model, plain, ratio=0.5, criterion="obs")
     stats = vbprune.VarianceCalibrator(model, covariance=True).run([images])
     broken = dict(stats)
     name = next(iter(broken))
@@ -221,6 +223,9 @@ def test_calibrator_covariance_fraction_on_feature_maps_and_bad_values(images):
         assert torch.equal(entry.var, full[name].var)
         assert torch.equal(entry.cov.diagonal(), entry.var)
         assert not torch.equal(entry.c2, full[name].c2)
+    # without covariance the fraction has nothing to do: the same variances
+    plain = vbprune.VarianceCalibrator(model, covariance_fraction=0.25).run([images])
+    assert all(torch.equal(plain[n].m2, full[n].m2) and plain[n].c2 is None for n in full)
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(vbprune.ConfigError, match="covariance_fraction"):
             vbprune.VarianceCalibrator(model, covariance=True, covariance_fraction=bad)
@@ -276,13 +281,8 @@ def test_obs_without_correlation_ranks_by_output_energy_and_constants_go_first()
     assert scores[1] < 1e-2 * scores[scores.isfinite()].max()
 
 
-def test_obs_criterion_prunes_with_ls_and_needs_the_covariance(images):
+def test_obs_criterion_prunes_with_ls_and_keeps_the_counts(images):
     model = randomize(FAMILIES["timm-vit"]())
-    state = copy.deepcopy(model.state_dict())
-    plain = vbprune.VarianceCalibrator(model).run([images])
-    with pytest.raises(vbprune.StatisticsError, match='criterion="obs" needs the covariance'):
-        vbprune.prune_model(model, plain, ratio=0.5, criterion="obs")
-    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     stats = vbprune.VarianceCalibrator(model, covariance=True).run([images])
     before = logits(model, images)
     errors = {}

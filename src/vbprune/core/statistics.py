@@ -193,7 +193,7 @@ class NeuronStats:
         # near-mean shift lose ~2e-7 relative in float32 over a DeiT-S batch (1576 tokens),
         # while accumulating in float64 would copy the whole batch and cost 5x more.
         s1 = centred.sum(other_dims).double()  # (H,)
-        gram, weight, subset = None, 1.0, covariance_fraction < 1.0
+        gram, weight, subset = None, 1.0, self.c2 is not None and covariance_fraction < 1.0
         if self.c2 is not None:  # before the squares overwrite ``centred``
             rows = centred.movedim(channel_dim, -1).reshape(x.shape[0], -1, width)  # (B, P, H)
             if subset:
