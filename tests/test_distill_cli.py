@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import torch
 from huggingface_hub import ModelCard
 
 import vbprune
@@ -76,3 +77,113 @@ def test_distill_needs_labels_and_a_matching_teacher(prune_output, image_folder,
                    tmp_path / "teacher5") == 2  # fmt: skip
     assert "teacher has 5 classes, the student 3" in capsys.readouterr().err
     assert not (tmp_path / "b" / "model").exists()
+
+
+def test_transformers_model_distils_resumes_and_saves_its_best_epoch(image_folder, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from testing_utils import TINY_HF_VIT_ARGS
+
+    torch.manual_seed(0)
+    dense = tmp_path / "dense"
+    config = ViTConfig(**{**TINY_HF_VIT_ARGS, "num_labels": 3})
+    ViTForImageClassification(config).save_pretrained(dense)
+    pruned = tmp_path / "pruned"
+    assert run_vbprune("prune", "--model", dense, "--dataset", image_folder, "--ratio", 0.5,
+                       "--num-workers", 0, "--output", pruned) == 0  # fmt: skip
+    out = tmp_path / "kd"
+    assert distill(pruned, image_folder, out, "--epochs", 1) == 0
+    # resuming a transformers model continues the run (it was refused as "another model")
+    assert distill(pruned, image_folder, out, "--resume", "last", "--epochs", 2) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["distillation"]["eval_top1_per_epoch"]) == 2
+    best = max(range(2), key=lambda i: report["distillation"]["eval_top1_per_epoch"][i])
+    # the saved model is the best checkpoint, every tensor of it (by value: names differ)
+    saved = load_file(out / "model" / "model.safetensors")
+    checkpoint = load_file(
+        out / "checkpoints" / f"checkpoint-{3 * (best + 1)}" / "model.safetensors"
+    )
+    assert saved.keys() == checkpoint.keys()
+    assert all(torch.equal(saved[k], checkpoint[k]) for k in saved)
+
+
+def test_overwrite_starts_a_new_run_and_resume_skips_incomplete_checkpoints(
+    prune_output, image_folder, tmp_path, capsys
+):
+    from vbprune.training.checkpoints import is_complete
+
+    out = tmp_path / "kd"
+    assert distill(prune_output, image_folder, out) == 0  # checkpoints 3 and 6
+    code = distill(prune_output, image_folder, out)
+    assert code == 2 and "--resume last to continue" in capsys.readouterr().err
+    # --overwrite: the old run's checkpoints go, a later resume cannot pick them up
+    assert distill(prune_output, image_folder, out, "--overwrite", "--epochs", 1) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-3"]
+    # a run killed while saving checkpoint-6, and while saving the model
+    shutil.copytree(out / "checkpoints" / "checkpoint-3", out / "checkpoints" / "checkpoint-6")
+    (out / "checkpoints" / "checkpoint-6" / "trainer_state.json").write_text('{"glob')
+    (out / ".model.x1y2.tmp").mkdir()
+    code = distill(
+        prune_output, image_folder, out, "--resume", out / "checkpoints" / "checkpoint-6"
+    )
+    assert code == 2 and "checkpoint-6 is incomplete" in capsys.readouterr().err
+    assert distill(prune_output, image_folder, out, "--resume", "last", "--epochs", 2) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["distillation"]["eval_top1_per_epoch"]) == 2  # resumed after epoch 1
+    assert is_complete(out / "checkpoints" / "checkpoint-6")  # saved again, whole
+    assert not (out / ".model.x1y2.tmp").exists()
+
+
+def test_failed_run_leaves_nothing_that_blocks_a_rerun(prune_output, image_folder, tmp_path):
+    out = tmp_path / "kd"
+    # fails inside the Trainer (after it made its output folder): no such label column
+    assert distill(prune_output, image_folder, out, "--label-column", "tag") == 2
+    assert not out.exists()
+    assert distill(prune_output, image_folder, out, "--epochs", 1) == 0
+
+
+def test_random_base_model_is_rebuilt_as_the_same_teacher(image_folder, tmp_path):
+    """--no-pretrained: seeded, recorded, and distil rebuilds it rather than downloading."""
+    common = ("--model", "timm:vit_tiny_patch16_224", "--no-pretrained", "--dataset",
+              image_folder, "--num-samples", 4, "--num-workers", 0)  # fmt: skip
+    stats = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    for path in stats:  # two runs, the same random model: the same statistics
+        assert run_vbprune("calibrate", *common, "--output", path) == 0
+    first, second = (vbprune.ActivationStats.load(p) for p in stats)
+    assert all(torch.equal(first[n].m2, second[n].m2) for n in first)
+    pruned = tmp_path / "pruned"
+    assert run_vbprune("prune", *common, "--ratio", 0.5, "--output", pruned) == 0
+    section = json.loads((pruned / "model" / "config.json").read_text())["vbprune"]
+    assert section["base_model"] == "timm:vit_tiny_patch16_224"
+    assert section["base_model_seed"] == 0
+    # HF_HUB_OFFLINE: a download of the pretrained teacher would fail here
+    out = tmp_path / "kd"
+    assert distill(pruned, image_folder, out, "--epochs", 1, "--num-samples", 6,
+                   "--eval-samples", 3) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["distillation"]["teacher_seed"] == 0
+
+
+def test_local_base_model_is_recorded_so_it_reloads_from_anywhere(
+    image_folder, timm_model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(timm_model_dir.parent)
+    out = tmp_path / "pruned"
+    assert run_vbprune("prune", "--model", timm_model_dir.name, "--dataset", image_folder,
+                       "--ratio", 0.5, "--num-workers", 0, "--output", out) == 0  # fmt: skip
+    section = json.loads((out / "model" / "config.json").read_text())["vbprune"]
+    assert section["base_model"] == str(timm_model_dir.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the teacher still loads
+    assert distill(out, image_folder, tmp_path / "kd", "--epochs", 1) == 0
+
+
+def test_report_says_which_dataset_each_top1_is_on(prune_output, image_folder, tmp_path):
+    out = tmp_path / "kd"
+    # prune measured top-1 on val; distil evaluates on train: not the same numbers
+    assert distill(prune_output, image_folder, out, "--epochs", 1, "--eval-split", "train") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"]["split"] == "train"
+    assert "top1_after_pruning" not in report["accuracy"]  # measured on val
+    assert report["accuracy_at_pruning"]["split"] == "val"
+    assert report["distillation"]["eval_split"] == "train"

@@ -113,3 +113,80 @@ def test_teacher_with_another_label_space_is_refused(tmp_path):
     with pytest.raises(ValueError, match="7 classes, the student 10"):
         DistillationTrainer(model=student, teacher_model=teacher, args=args,
                             train_dataset=Images())  # fmt: skip
+
+
+def epoch_trainer(folder, student, teacher, epochs, scores=None, **extra):
+    """A trainer that evaluates, saves and keeps checkpoints every epoch; ``scores`` are
+    the top-1 values its evaluations report, in order (to choose which epoch is best)."""
+    scores = iter(scores or [])
+    options = dict(
+        per_device_train_batch_size=4, num_train_epochs=epochs, learning_rate=0.05,
+        lr_scheduler_type="linear", use_cpu=True, report_to=[], eval_strategy="epoch",
+        save_strategy="epoch", logging_strategy="no", seed=0, save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model="top1", dataloader_num_workers=0,
+    )  # fmt: skip
+    args = DistillationTrainingArguments(str(folder), **{**options, **extra})
+    return DistillationTrainer(
+        model=student, teacher_model=teacher, args=args, train_dataset=Images(),
+        eval_dataset=Images(4, seed=1), compute_metrics=lambda _: {"top1": next(scores)},
+    )  # fmt: skip
+
+
+def pruned_pair(family, images):
+    torch.manual_seed(0)
+    teacher = randomize(FAMILIES[family]())
+    student = copy.deepcopy(teacher)
+    vbprune.prune_model(student, vbprune.VarianceCalibrator(student).run([images]), 0.5)
+    return student, teacher
+
+
+@pytest.mark.parametrize("family", ["hf-vit", "timm-vit"])
+def test_best_checkpoint_is_loaded_whole_when_it_is_not_the_last(tmp_path, images, family):
+    from safetensors.torch import load_file
+
+    student, teacher = pruned_pair(family, images)
+    trainer = epoch_trainer(tmp_path, student, teacher, 3, scores=[0.9, 0.5, 0.3])
+    trainer.train()
+    best = tmp_path / "checkpoint-2"  # epoch 1 of 3 (8 images, batch 4)
+    assert trainer.state.best_model_checkpoint == str(best)
+    model = trainer.model.state_dict()
+
+    def matches(tensors) -> int:  # model tensors equal to one of the file's, by value only
+        return sum(any(t.shape == v.shape and torch.equal(t, v) for t in tensors)
+                   for v in model.values())  # fmt: skip
+
+    # transformers 5 saves ViT under other names: compare values, not names
+    assert matches(list(load_file(best / "model.safetensors").values())) == len(model)
+    last = list(load_file(tmp_path / "checkpoint-6" / "model.safetensors").values())
+    assert matches(last) < len(model)  # the last epoch differs: best != last is tested
+
+
+@pytest.mark.parametrize("family", ["hf-vit", "timm-vit"])
+def test_resumed_training_ends_where_an_uninterrupted_run_ends(tmp_path, images, family):
+    from transformers import TrainerCallback
+
+    class StopAfterFirstEpoch(TrainerCallback):  # a run killed after its first checkpoint
+        def on_save(self, args, state, control, **kwargs):
+            control.should_training_stop = True
+
+    student, teacher = pruned_pair(family, images)
+    fresh = copy.deepcopy(student)  # other weights: the checkpoint must replace them all
+    with torch.no_grad():
+        for parameter in fresh.parameters():
+            parameter.add_(1.0)
+    whole = epoch_trainer(tmp_path / "whole", copy.deepcopy(student), teacher, 2,
+                          scores=[0.5, 0.6], load_best_model_at_end=False)  # fmt: skip
+    whole.train()
+    first = epoch_trainer(tmp_path / "parts", copy.deepcopy(student), teacher, 2,
+                          scores=[0.5], load_best_model_at_end=False)  # fmt: skip
+    first.add_callback(StopAfterFirstEpoch())
+    first.train()
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["checkpoint-2"]
+    second = epoch_trainer(tmp_path / "parts", fresh, teacher, 2, scores=[0.6],
+                           load_best_model_at_end=False)  # fmt: skip
+    second.train(resume_from_checkpoint=str(tmp_path / "parts" / "checkpoint-2"))
+    assert second.state.global_step == whole.state.global_step == 4
+    resumed, uninterrupted = second.model.state_dict(), whole.model.state_dict()
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)

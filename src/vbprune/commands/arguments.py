@@ -51,7 +51,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrained",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="load trained weights (--no-pretrained: architecture only)",
+        help="load trained weights (--no-pretrained: architecture only, random weights "
+        "drawn with --seed: the same in every process and run)",
     )
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model precision")
 

@@ -58,33 +58,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the pruned model against its teacher; write OUTPUT/model, report.json."""
-    import json
+    """Train the pruned model against its teacher; write OUTPUT/model, report.json.
 
-    import torch
-
-    from ..data import ImageCollator, image_transform, load_image_dataset, with_image_transform
-    from ..io.checkpoint import from_pretrained, save_pretrained
-    from ..io.folders import check_output_directory, model_folder
+    A failed run leaves what ``--resume last`` can use (complete checkpoints) and nothing
+    that blocks a rerun (no incomplete checkpoint, no empty folder it made)."""
+    from ..data import load_image_dataset
+    from ..io.checkpoint import from_pretrained
+    from ..io.folders import model_folder, remove_stale_temporaries
     from ..io.metadata import loaded_metadata
     from ..io.model_specs import load_model
-    from ..io.weights import check_weights_fit
-    from ..training.trainer import (
-        DistillationTrainer,
-        DistillationTrainingArguments,
-        top1_metrics,
-    )
 
     output = Path(args.output)
+    run_dir = output / "checkpoints"
+    created = not output.exists()
+    remove_stale_temporaries(output)  # of a run killed while it saved the model
     if args.resume is None:
-        check_output_directory(output, args.overwrite)
+        _check_fresh_output(output, run_dir, args.overwrite)
     folder = model_folder(args.model) or Path(args.model)  # a prune output or the model
     student = from_pretrained(folder)
     section = dict(loaded_metadata(student))
-    teacher_spec = args.teacher or section.get("base_model")
-    if not teacher_spec:
-        raise ConfigError(f"{folder} records no base model: give --teacher")
-    teacher = load_model(teacher_spec, pretrained=True)
+    teacher_spec, teacher_seed = _teacher(args, section, folder)
+    # a base model pruned with --no-pretrained is rebuilt with the same random weights
+    teacher = load_model(teacher_spec, pretrained=teacher_seed is None, seed=teacher_seed or 0)
+    resume = _resume_from(args.resume, run_dir)  # checked before any data is read
 
     def load(split, count, seed):
         return load_image_dataset(
@@ -96,6 +92,32 @@ def run(args: argparse.Namespace) -> int:
         load(args.split, args.num_samples, args.seed),
         load(args.eval_split, args.eval_samples, None),
     )
+    try:
+        return _train_and_save(args, output, student, teacher, train, val, resume, section,
+                               (teacher_spec, teacher_seed))  # fmt: skip
+    except BaseException:
+        _clean_failed_run(output, run_dir, created)
+        raise
+
+
+def _train_and_save(args, output, student, teacher, train, val, resume, section, teacher_info):
+    """Train (resuming from ``resume``), then write the best model and the report."""
+    import json
+    import shutil
+
+    import torch
+
+    from ..data import ImageCollator, image_transform, with_image_transform
+    from ..io.checkpoint import save_pretrained
+    from ..io.weights import checkpoint_state_dict
+    from ..training.checkpoints import remove_incomplete
+    from ..training.trainer import (
+        DistillationTrainer,
+        DistillationTrainingArguments,
+        top1_metrics,
+    )
+
+    run_dir = output / "checkpoints"
     training_args = DistillationTrainingArguments(
         output_dir=str(output / "checkpoints"), alpha=args.alpha, temperature=args.temperature,
         num_train_epochs=args.epochs, learning_rate=args.learning_rate,
@@ -117,20 +139,16 @@ def run(args: argparse.Namespace) -> int:
             image_transform(student), args.image_column, args.label_column),
         compute_metrics=top1_metrics,
     )  # fmt: skip
-    resume = args.resume
-    if resume == "last":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        resume = get_last_checkpoint(str(output / "checkpoints"))
-        if resume is None:
-            raise MissingInputError(f"no checkpoint to resume in {output / 'checkpoints'}")
-    if resume is not None:  # refused before the Trainer half-loads another model's weights
-        check_weights_fit(Path(resume), trainer.model)
+    if resume is not None:  # another model's weights: refused before any training
+        checkpoint_state_dict(resume, trainer.model)
+        remove_incomplete(run_dir)  # the run stopped while saving them: never resumed
+    elif args.overwrite:  # an earlier run's checkpoints must not mix with this run's
+        shutil.rmtree(run_dir, ignore_errors=True)
     before = trainer.evaluate()["eval_top1"] if resume is None else None
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     history = list(trainer.state.log_history)  # the per-epoch evaluations
     after = trainer.evaluate()["eval_top1"]  # the best model, loaded at the end
-    report = _report(section, args, before, after, history)
+    report = _report(section, args, before, after, history, teacher_info)
     report["distillation"]["processes"] = trainer.accelerator.num_processes
     if trainer.accelerator.is_main_process:
         best = trainer.model.model if hasattr(trainer.model, "model") else trainer.model
@@ -148,21 +166,85 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(section, args, before, after, history) -> dict[str, Any]:
+def _check_fresh_output(output: Path, run_dir: Path, overwrite: bool) -> None:
+    """A new run's output: empty, or ``--overwrite``; say so when it could be resumed."""
+    from ..core.errors import OutputExistsError
+    from ..io.folders import check_output_directory
+    from ..training.checkpoints import last_complete_checkpoint
+
+    try:
+        check_output_directory(output, overwrite)
+    except OutputExistsError as error:
+        if last_complete_checkpoint(run_dir) is None:
+            raise
+        raise OutputExistsError(f"{error}, or --resume last to continue its run") from None
+
+
+def _teacher(args: argparse.Namespace, section: dict, folder: Path) -> tuple[str, int | None]:
+    """The teacher's spec, and the seed of its random weights when the base model was
+    pruned with --no-pretrained (``None``: load its trained weights)."""
+    from ..io.model_specs import record_spec
+
+    if args.teacher:
+        return record_spec(args.teacher), None
+    spec = section.get("base_model")
+    if not spec:
+        raise ConfigError(f"{folder} records no base model: give --teacher")
+    return spec, section.get("base_model_seed")
+
+
+def _resume_from(resume: str | None, run_dir: Path) -> Path | None:
+    """The checkpoint ``--resume`` names: ``last`` is the newest complete one."""
+    from ..training.checkpoints import check_complete, last_complete_checkpoint
+
+    if resume is None:
+        return None
+    if resume == "last":
+        found = last_complete_checkpoint(run_dir)
+        if found is None:
+            raise MissingInputError(f"no complete checkpoint to resume in {run_dir}")
+        return found
+    path = Path(resume)
+    if not path.is_dir():
+        raise MissingInputError(f"--resume {resume}: no such checkpoint folder")
+    check_complete(path)
+    return path
+
+
+def _clean_failed_run(output: Path, run_dir: Path, created: bool) -> None:
+    """After a failure: drop what a rerun could not use (incomplete checkpoints, an empty
+    checkpoints folder, the output folder if this run made it and left it empty); keep
+    complete checkpoints, which ``--resume last`` continues from."""
+    from ..training.checkpoints import remove_incomplete
+
+    remove_incomplete(run_dir)
+    for folder in (run_dir, output) if created else (run_dir,):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _report(section, args, before, after, history, teacher_info) -> dict[str, Any]:
+    """The pruning report with the distillation's; every top-1 says its dataset and split
+    (the pruning's numbers stay in ``accuracy`` only when they are on the same ones)."""
     report = dict(section.get("report") or {})
+    dataset, split = str(args.dataset), args.eval_split
     accuracy = dict(report.get("accuracy") or {})
-    accuracy.setdefault("dataset", str(args.dataset))
-    accuracy.setdefault("split", args.eval_split)
-    accuracy["top1_after_distillation"] = after
+    if (accuracy.get("dataset", dataset), accuracy.get("split", split)) != (dataset, split):
+        report["accuracy_at_pruning"] = accuracy  # measured elsewhere: not compared
+        accuracy = {}
+    accuracy.update(dataset=dataset, split=split, top1_after_distillation=after)
     if before is not None:
         accuracy["top1_before_distillation"] = before
     report["accuracy"] = accuracy
+    teacher, teacher_seed = teacher_info
     report["distillation"] = {
-        "teacher": args.teacher or section.get("base_model"), "epochs": args.epochs,
+        "teacher": teacher, "epochs": args.epochs,
         "learning_rate": args.learning_rate, "weight_decay": args.weight_decay,
         "batch_size": args.batch_size, "alpha": args.alpha, "temperature": args.temperature,
-        "augment": args.augment,
+        "augment": args.augment, "eval_dataset": dataset, "eval_split": split,
         "eval_top1_per_epoch": [h["eval_top1"] for h in history if "eval_top1" in h],
         "eval_samples_per_epoch": [h["eval_samples"] for h in history if "eval_samples" in h],
     }  # fmt: skip
+    if teacher_seed is not None:  # rebuilt with the random weights it was pruned with
+        report["distillation"]["teacher_seed"] = teacher_seed
     return report

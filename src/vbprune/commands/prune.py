@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.accuracy import top1_accuracy
     from ..evaluation.counting import count_macs, count_params
     from ..io.folders import check_output_directory
+    from ..io.model_specs import record_spec
     from ..pruning import check_stats, prune_model
     from .runtime import calibrate, image_loader, make_accelerator, prepare_model
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     size = input_size(model)
     report: dict[str, Any] = {
-        "model": args.model,
+        "model": record_spec(args.model),
         "pruning": config.to_dict(),
         "input_size": list(size),
         "calibration": calibration,
@@ -119,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         report["accuracy"]["top1_after_pruning"] = accuracy
 
     if accelerator.is_main_process:
-        metadata = {"base_model": args.model, "pruning": config.to_dict(), "report": report}
+        metadata = {"base_model": record_spec(args.model), "pruning": config.to_dict(),
+                    "report": report}  # fmt: skip
+        if not args.pretrained:  # what rebuilds the same random teacher for distill
+            metadata["base_model_seed"] = args.seed
         _write_outputs(args, model, stats, result, report, metadata)
         print(_summary(report, args.output))
         if args.push_to_hub:

@@ -25,7 +25,7 @@ def make_accelerator() -> Accelerator:
 
 def prepare_model(args: argparse.Namespace, accelerator: Accelerator) -> torch.nn.Module:
     """``--model`` loaded, on the accelerator's device in ``--dtype``, in eval mode."""
-    model = load_model(args.model, pretrained=args.pretrained)
+    model = load_model(args.model, pretrained=args.pretrained, seed=getattr(args, "seed", 0))
     return model.to(accelerator.device, getattr(torch, args.dtype)).eval()
 
 

@@ -42,6 +42,21 @@ def check_output_directory(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the hidden ``.NAME.*.tmp`` files and folders an interrupted
+    :func:`atomic_directory` (or an atomic file write) left in ``folder``; return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
 def check_parents(path: str | Path) -> None:
     """Raise :class:`~vbprune.OutputExistsError` if a parent of ``path`` is a file."""
     blocking = next((p for p in Path(path).parents if p.exists()), None)

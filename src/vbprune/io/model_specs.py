@@ -22,12 +22,23 @@ MODEL_SPEC_HELP = (
 )
 
 
-def load_model(spec: str, pretrained: bool = True) -> nn.Module:
+def record_spec(spec: str) -> str:
+    """``spec`` as a model's config should record it: a local folder as its absolute path
+    (a relative one would name another folder from elsewhere), others as given."""
+    path = Path(spec).expanduser()
+    if not spec.startswith(("timm:", "hf:")) and path.is_dir():
+        return str(path.resolve())
+    return spec
+
+
+def load_model(spec: str, pretrained: bool = True, seed: int = 0) -> nn.Module:
     """Build or load a model from a spec (see ``MODEL_SPEC_HELP``), in eval mode.
 
     Args:
         spec: ``timm:NAME``, ``hf:ID`` or a local folder with a ``config.json``.
         pretrained: Load the weights (``False``: architecture only, random weights).
+        seed: With ``pretrained=False``, the seed of the random weights: the same model
+            in every process and every run (the global random state is left as it was).
 
     Raises:
         ConfigError: (a ``ValueError``) for a spec of none of these forms.
@@ -37,6 +48,16 @@ def load_model(spec: str, pretrained: bool = True) -> nn.Module:
         CheckpointError: a ``config.json`` that is not JSON.
         UnsupportedModelError: a transformers config no Auto class can build.
     """
+    if not pretrained:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _load(spec, pretrained)
+    return _load(spec, pretrained)
+
+
+def _load(spec: str, pretrained: bool) -> nn.Module:
     if spec.startswith("timm:"):
         return _load_timm(spec[len("timm:") :], pretrained)
     if spec.startswith("hf:"):

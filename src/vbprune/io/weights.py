@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..core.errors import CheckpointError, MissingInputError
@@ -18,24 +19,39 @@ def shape_differences(
     return sorted(k for k in keys if expected.get(k) != found.get(k))[:most]
 
 
-def check_weights_fit(checkpoint: Path, model: nn.Module) -> None:
-    """Refuse a checkpoint folder whose ``model.safetensors`` is of another model
-    (names or shapes differ), reading only the file's header.
+def checkpoint_state_dict(checkpoint: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight of a checkpoint folder, named as in ``model.state_dict()``, checked to
+    fit ``model`` (the same names and shapes, nothing missing, nothing extra).
+
+    A transformers model is read back through its own class, so the names
+    ``save_pretrained`` converted on the way out (transformers 5 renames modules of many
+    families, e.g. ViT's ``encoder.layer.0.attention.attention.query`` and
+    ``layers.0.attention.q_proj``) come back as the model names them; other models
+    (timm, wrapped for the Trainer) as the tensors were saved.
 
     Raises:
         MissingInputError: the folder has no ``model.safetensors``.
         CheckpointError: the weights do not fit ``model``.
     """
-    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from transformers import PreTrainedModel
 
     weights = checkpoint / "model.safetensors"
     if not weights.is_file():
         raise MissingInputError(f"checkpoint {checkpoint} has no model.safetensors")
+    if isinstance(model, PreTrainedModel):
+        from .hf_format import load_hf
+
+        try:
+            state = load_hf(checkpoint, f"checkpoint {checkpoint}").state_dict()
+        except CheckpointError as error:
+            raise CheckpointError(f"checkpoint {checkpoint} is of another model: {error}") from None
+    else:
+        state = load_file(str(weights))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    with safe_open(str(weights), framework="pt") as f:
-        found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    differing = shape_differences(expected, found)
+    differing = shape_differences(expected, {k: tuple(v.shape) for k, v in state.items()})
     if differing:
         raise CheckpointError(
             f"checkpoint {checkpoint} is of another model (e.g. {differing} differ)"
         )
+    return state

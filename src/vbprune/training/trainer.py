@@ -106,6 +106,31 @@ class DistillationTrainer(Trainer):
         teacher.requires_grad_(False)
         self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True).eval()
 
+    def _load_best_model(self) -> None:
+        # The Trainer's own loader reads the file's tensor names into the model with
+        # strict=False: transformers 5 saves many models under other names, so most
+        # tensors silently stayed at the last epoch. Load every one, or fail.
+        self._load_weights(self.state.best_model_checkpoint)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if (
+            (model is not None and model is not self.model)
+            or self.is_fsdp_enabled
+            or (self.is_deepspeed_enabled)
+        ):  # sharded or another module: the Trainer's own way
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_weights(resume_from_checkpoint)
+        return None
+
+    def _load_weights(self, checkpoint: str) -> None:
+        """Every weight of ``checkpoint`` into the model, by the model's own names."""
+        from pathlib import Path
+
+        from ..io.weights import checkpoint_state_dict
+
+        state = checkpoint_state_dict(Path(checkpoint), self.model)
+        self.model.load_state_dict(state, strict=True)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Distillation loss of a batch (``num_items_in_batch`` unused: a batch mean)."""
         pixel_values, labels = inputs["pixel_values"], inputs.get("labels")
