@@ -83,6 +83,9 @@ SECTIONS = [
             ("vbprune", ["DistillationTrainingArguments", "DistillationTrainer"]),
             ("vbprune.training.trainer", ["TimmClassifier", "top1_metrics"]),
             ("vbprune.training.losses", ["distillation_loss"]),
+            ("vbprune.training.checkpoints", [
+                "is_complete", "last_complete_checkpoint", "check_complete", "remove_incomplete",
+            ]),
             ("vbprune.evaluation.metrics", ["TopKAccuracy"]),
             ("vbprune.evaluation.accuracy", ["evaluate_model", "top1_accuracy"]),
             ("vbprune.evaluation.latency", ["measure_latency", "device_name"]),
@@ -98,7 +101,7 @@ SECTIONS = [
             ("vbprune.io.metadata", [
                 "loaded_metadata", "pruning_metadata", "upgrade_section", "merge_sections",
             ]),
-            ("vbprune.io.weights", ["check_weights_fit", "shape_differences"]),
+            ("vbprune.io.weights", ["checkpoint_state_dict", "shape_differences"]),
             ("vbprune.io.model_card", ["render_model_card", "write_model_card"]),
         ],
     ),

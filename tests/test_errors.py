@@ -112,3 +112,69 @@ def test_hub_ids_that_do_not_exist_or_are_invalid(local_hub, prune_output, capsy
         vbprune.from_pretrained("tester/nope")
     assert run_vbprune("push", prune_output, "--repo-id", "bad id!!") == 2
     assert "cannot push to 'bad id!!'" in one_line_error(capsys, "push")
+
+
+def failed_in_one_line(capsys, *argv) -> str:
+    """Run ``vbprune ARGV``, check it failed with exit code 2 and a single line on
+    stderr (no traceback), and return that line."""
+    assert run_vbprune(*argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "negative M2", "NaN"])
+def test_bad_statistics_files_are_named_in_one_line(prune_output, tmp_path, capsys, damage):
+    from safetensors.torch import load_file, save_file
+
+    good = prune_output / "stats.safetensors"
+    bad = tmp_path / "bad.safetensors"
+    if damage == "truncated":
+        bad.write_bytes(good.read_bytes()[:300])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a safetensors file")
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(good), "pt") as f:
+            metadata = f.metadata()
+        tensors = load_file(good)
+        tensors["blocks.1.mlp.m2"][3] = -1.0 if damage == "negative M2" else float("nan")
+        save_file(tensors, bad, metadata=metadata)
+    model = prune_output / "model"
+    line = failed_in_one_line(capsys, "prune", "--model", model, "--stats", bad, "--ratio", 0.5,
+                          "--output", tmp_path / "out")  # fmt: skip
+    assert str(bad) in line
+    if damage in ("negative M2", "NaN"):
+        assert "blocks.1.mlp" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_that_would_replace_an_input_or_the_current_folder(
+    prune_output, tmp_path, capsys, monkeypatch
+):
+    stats = prune_output / "stats.safetensors"
+    before = stats.read_bytes()
+    for output in (prune_output, prune_output / "again", prune_output.parent):
+        line = failed_in_one_line(capsys, "prune", "--model", prune_output, "--stats", stats,
+                              "--ratio", 0.3, "--output", output, "--overwrite")  # fmt: skip
+        assert "overlap" in line and "--output" in line
+    monkeypatch.chdir(tmp_path)
+    line = failed_in_one_line(capsys, "prune", "--model", prune_output, "--stats", stats,
+                          "--ratio", 0.3, "--output", ".", "--overwrite")  # fmt: skip
+    assert "is the current folder" in line
+    assert stats.read_bytes() == before and (prune_output / "model" / "config.json").is_file()
+
+
+def test_a_prune_output_is_a_model_and_calibrate_keeps_existing_statistics(
+    prune_output, image_folder, tmp_path, capsys
+):
+    # the folder `vbprune prune` wrote is accepted as --model (its model/ inside)
+    out = tmp_path / "again"
+    assert run_vbprune("prune", "--model", prune_output, "--dataset", image_folder,
+                       "--num-workers", 0, "--ratio", 0.2, "--output", out) == 0  # fmt: skip
+    existing = tmp_path / "stats.safetensors"
+    existing.write_bytes(b"keep me")
+    line = failed_in_one_line(capsys, "calibrate", "--model", prune_output, "--dataset",
+                          image_folder, "--num-workers", 0, "--output", existing)  # fmt: skip
+    assert "--overwrite" in line and existing.read_bytes() == b"keep me"

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "MLP: DeiT-B takes 906 MB)",
     )
     add_covariance_fraction(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if output.is_dir():
         raise OutputExistsError(f"--output {output} is a folder; give a .safetensors file path")
     check_parents(output)
+    if output.exists() and not args.overwrite:  # before the calibration, not after
+        raise OutputExistsError(f"--output {output} exists (pass --overwrite to replace it)")
     model = prepare_model(args, accelerator)
     stats, info = calibrate(args, model, accelerator, covariance=args.covariance)
     if accelerator.is_main_process:

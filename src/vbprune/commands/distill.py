@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     created = not output.exists()
     remove_stale_temporaries(output)  # of a run killed while it saved the model
     if args.resume is None:
-        _check_fresh_output(output, run_dir, args.overwrite)
+        _check_fresh_output(output, run_dir, args.overwrite, [args.model, args.dataset])
     folder = model_folder(args.model) or Path(args.model)  # a prune output or the model
     student = from_pretrained(folder)
     section = dict(loaded_metadata(student))
@@ -166,14 +166,14 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
     return 0
 
 
-def _check_fresh_output(output: Path, run_dir: Path, overwrite: bool) -> None:
+def _check_fresh_output(output: Path, run_dir: Path, overwrite: bool, inputs: list) -> None:
     """A new run's output: empty, or ``--overwrite``; say so when it could be resumed."""
     from ..core.errors import OutputExistsError
     from ..io.folders import check_output_directory
     from ..training.checkpoints import last_complete_checkpoint
 
     try:
-        check_output_directory(output, overwrite)
+        check_output_directory(output, overwrite, inputs)
     except OutputExistsError as error:
         if last_complete_checkpoint(run_dir) is None:
             raise

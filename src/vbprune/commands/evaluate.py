@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.folders import atomic_directory, check_output_directory
     from .runtime import image_loader, make_accelerator, prepare_model
 
-    check_output_directory(args.output, args.overwrite)
+    check_output_directory(args.output, args.overwrite, [args.model, args.dataset])
     accelerator = make_accelerator()
     model = prepare_model(args, accelerator)
     loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=True)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --stats FILE or --dataset D to calibrate on")
     if args.eval_split is not None and args.dataset is None:
         raise ConfigError("--eval-split needs --dataset")
-    check_output_directory(args.output, args.overwrite)
+    check_output_directory(args.output, args.overwrite, [args.model, args.stats, args.dataset])
     accelerator = make_accelerator()
     model = prepare_model(args, accelerator)
     sites = find_mlp_sites(model)

@@ -259,6 +259,22 @@ class NeuronStats:
         return all(bool(torch.isfinite(v).all()) for v in values)
 
 
+def _impossible(entry: NeuronStats) -> str | None:
+    """What makes a set of moments impossible, or ``None``."""
+    width = entry.mean.numel()
+    if entry.mean.dim() != 1 or entry.m2.shape != entry.mean.shape:
+        return f"have mean {tuple(entry.mean.shape)} and M2 {tuple(entry.m2.shape)}"
+    if entry.c2 is not None and entry.c2.shape != (width, width):
+        return f"have a {tuple(entry.c2.shape)} co-moment matrix for {width} neurons"
+    if entry.count < 0:
+        return f"count {entry.count} samples"
+    if not entry.is_finite():
+        return "hold NaN or infinite values"
+    if bool((entry.m2 < 0).any()):
+        return "hold a negative M2 (sum of squared deviations)"
+    return None
+
+
 class ActivationStats(Mapping[str, NeuronStats]):
     """Statistics of every MLP site of a model, by site name, in forward order.
 
@@ -326,23 +342,37 @@ class ActivationStats(Mapping[str, NeuronStats]):
 
         Raises:
             MissingInputError: (a ``FileNotFoundError``) if ``path`` does not exist.
-            StatisticsError: (a ``ValueError``) if the file is not a vbprune statistics file.
+            StatisticsError: (a ``ValueError``) if the file is not a vbprune statistics file,
+                is truncated or corrupt, or holds impossible moments (a negative count or
+                M2, NaN, shapes that disagree); the message names the file and the site.
         """
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         if not path.is_file():
             raise MissingInputError(f"statistics file not found: {path}")
-        with safe_open(str(path), framework="pt", device=device) as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != _FORMAT:
-                raise StatisticsError(f"{path} is not a vbprune activation-statistics file")
-            sites = {}
-            keys = set(f.keys())
-            for name in json.loads(metadata["sites"]):
-                count = int(f.get_tensor(f"{name}.count")[0])
-                c2 = f.get_tensor(f"{name}.c2") if f"{name}.c2" in keys else None
-                sites[name] = NeuronStats(
-                    count, f.get_tensor(f"{name}.mean"), f.get_tensor(f"{name}.m2"), c2
-                )
+        try:
+            with safe_open(str(path), framework="pt", device=device) as f:
+                metadata = f.metadata() or {}
+                if metadata.get("format") != _FORMAT:
+                    raise StatisticsError(f"{path} is not a vbprune activation-statistics file")
+                sites = {}
+                keys = set(f.keys())
+                for name in json.loads(metadata["sites"]):
+                    count = int(f.get_tensor(f"{name}.count")[0])
+                    c2 = f.get_tensor(f"{name}.c2") if f"{name}.c2" in keys else None
+                    sites[name] = NeuronStats(
+                        count, f.get_tensor(f"{name}.mean"), f.get_tensor(f"{name}.m2"), c2
+                    )
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
+            if isinstance(error, StatisticsError):
+                raise
+            raise StatisticsError(
+                f"{path} is not a readable statistics file (truncated or corrupt?): "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        for name, entry in sites.items():
+            problem = _impossible(entry)
+            if problem:
+                raise StatisticsError(f"{path}: statistics of {name} {problem}")
         return cls(sites)

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,34 @@ def is_local_path(spec: str) -> bool:
     )
 
 
-def check_output_directory(path: str | Path, overwrite: bool = False) -> Path:
+def check_output_directory(
+    path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
+) -> Path:
     """Fail early (before hours of work) if ``path`` holds something and may not be
-    replaced, or cannot be created.
+    replaced, or cannot be created, or replacing it would remove the current folder or
+    one of ``inputs`` (local paths the command reads; others are ignored).
 
     Raises:
         OutputExistsError: (a ``FileExistsError``) for a file, a non-empty folder without
-            ``overwrite``, or a file where a parent folder should be.
+            ``overwrite``, a file where a parent folder should be, the current folder or
+            one that holds it, or a folder that holds an input or lies inside one.
     """
     path = Path(path)
     check_parents(path)
+    target = path.expanduser().resolve()
+    if target == Path.cwd() or target in Path.cwd().parents:
+        raise OutputExistsError(
+            f"--output {path} is the current folder or holds it: give a new folder"
+        )
+    for given in inputs:
+        if given is None or not os.path.exists(os.path.expanduser(str(given))):
+            continue  # a Hub id or spec: nothing on disk to protect
+        source = Path(given).expanduser().resolve()
+        if target == source or target in source.parents or source in target.parents:
+            raise OutputExistsError(
+                f"--output {path} and the input {given} overlap: writing one would replace "
+                "the other; give a folder outside it"
+            )
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"output {path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:

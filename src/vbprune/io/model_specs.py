@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, MissingInputError, UnsupportedModelError
-from .folders import is_timm_config, read_model_config
+from .folders import is_timm_config, model_folder, read_model_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -64,6 +64,7 @@ def _load(spec: str, pretrained: bool) -> nn.Module:
         return _load_hf(spec[len("hf:") :], pretrained)
     path = Path(spec).expanduser()
     if path.is_dir():
+        path = model_folder(path) or path  # a `vbprune prune`/`distill` output: its model/
         config = read_model_config(path)
         pruned = (
             "vbprune" in config
@@ -103,7 +104,8 @@ def _load_hf(name: str, pretrained: bool) -> nn.Module:
             return AutoModelForImageClassification.from_pretrained(name).eval()
         config = AutoConfig.from_pretrained(name)
     except OSError as error:  # not a folder, not on the Hub, or no weights
-        raise MissingInputError(f"cannot load transformers model {name!r}: {error}") from error
+        first_line = str(error).strip().splitlines()[0]  # the rest is generic advice
+        raise MissingInputError(f"cannot load transformers model {name!r}: {first_line}") from error
     except ValueError as error:  # "Unrecognized model": no model_type transformers knows
         first_line = str(error).strip().splitlines()[0]  # the rest is upgrade advice
         raise UnsupportedModelError(f"transformers cannot build {name!r}: {first_line}") from error
