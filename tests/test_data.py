@@ -142,3 +142,58 @@ def test_training_transform_augments_and_evaluation_transform_does_not(family, i
     assert batch["pixel_values"].shape == (4, *crops[0].shape)
     assert batch["labels"].tolist() == [train[i]["label"] for i in range(4)]
     assert not torch.equal(augmented[0]["pixel_values"], augmented[0]["pixel_values"])
+
+
+def test_local_folder_layouts_that_would_mislabel_are_refused_or_warned(tmp_path):
+    import shutil
+    import warnings
+
+    from testing_utils import write_image_folder
+    from vbprune import DatasetError
+    from vbprune.data import load_image_dataset
+
+    root = write_image_folder(tmp_path / "images")  # train/ and val/, classes cat dog eel
+
+    def variant(name):
+        copy = tmp_path / name
+        shutil.copytree(root, copy)
+        return copy
+
+    flat = variant("flat")  # images directly in val/: labelled "val", silently
+    for image in (flat / "val" / "dog").iterdir():
+        image.rename(flat / "val" / image.name)
+    shutil.rmtree(flat / "val" / "dog")
+    with pytest.raises(DatasetError, match=r"flat/val holds images directly"):
+        load_image_dataset(flat, "val")
+    extra = variant("extra")  # a class train lacks: every label would be renumbered
+    shutil.copytree(extra / "val" / "dog", extra / "val" / "fox")
+    with pytest.raises(DatasetError, match=r"classes that .*/train lacks: \['fox'\]"):
+        load_image_dataset(extra, "validation")
+    fewer = variant("fewer")  # a class missing from val: warned, train's numbering kept
+    shutil.rmtree(fewer / "val" / "dog")
+    with pytest.warns(UserWarning, match=r"no images of 1 class\(es\).*\['dog'\]"):
+        val = load_image_dataset(fewer, "val", shuffle_seed=None)
+    assert val.features["label"].names == ["cat", "dog", "eel"]
+    assert sorted(set(val["label"])) == [0, 2]  # eel keeps its train label
+    test = variant("test")  # a local test/ split is found
+    (test / "val").rename(test / "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_image_dataset(test, "test")) == 9
+
+
+def test_labels_beyond_the_models_classes_are_refused(image_folder, tmp_path, capsys):
+    import timm
+    from timm.models import save_for_hf
+
+    from testing_utils import TINY_TIMM_ARGS, run_vbprune
+
+    args = {**TINY_TIMM_ARGS, "num_classes": 2}  # the folder has 3 classes
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **args)
+    save_for_hf(model, str(tmp_path / "two"), model_args=args, safe_serialization=True)
+    out = tmp_path / "e"
+    code = run_vbprune("evaluate", "--model", tmp_path / "two", "--dataset", image_folder,
+                       "--split", "val", "--num-workers", 0, "--output", out)  # fmt: skip
+    assert code == 2
+    assert "has 3 classes, the model predicts 2" in capsys.readouterr().err
+    assert not out.exists()

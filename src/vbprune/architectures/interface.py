@@ -35,6 +35,14 @@ def input_size(model: nn.Module) -> tuple[int, int, int]:
     return (getattr(config, "num_channels", 3), *size)
 
 
+def num_classes(model: nn.Module) -> int | None:
+    """How many classes ``model``'s head predicts (``None``: unknown, or no head)."""
+    inner = getattr(model, "model", model)  # the Trainer's wrapper of a timm model
+    if hasattr(inner, "num_classes"):
+        return int(inner.num_classes) or None
+    return getattr(getattr(inner, "config", None), "num_labels", None)
+
+
 def logits_of(output: Any) -> Any:
     """The logits of a model output (timm: the tensor; transformers: ``.logits``)."""
     return output if not hasattr(output, "logits") else output.logits

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.folders import model_folder, remove_stale_temporaries
     from ..io.metadata import loaded_metadata
     from ..io.model_specs import load_model
+    from .runtime import check_label_count
 
     output = Path(args.output)
     run_dir = output / "checkpoints"
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         load(args.split, args.num_samples, args.seed),
         load(args.eval_split, args.eval_samples, None),
     )
+    for dataset, split in ((train, args.split), (val, args.eval_split)):
+        check_label_count(dataset, args.label_column, student, f"{args.dataset} ({split})")
     try:
         return _train_and_save(args, output, student, teacher, train, val, resume, section,
                                (teacher_spec, teacher_seed))  # fmt: skip

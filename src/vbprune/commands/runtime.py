@@ -43,8 +43,26 @@ def image_loader(
         args.dataset, split, image_column=args.image_column, label_column=label_column,
         num_samples=num_samples, streaming=args.streaming, shuffle_seed=args.seed,
     )  # fmt: skip
+    if labels:
+        check_label_count(dataset, args.label_column, model, f"{args.dataset} ({split})")
     collate = ImageCollator(image_transform(model), args.image_column, label_column)
     return make_loader(dataset, collate, args.batch_size, args.num_workers, accelerator)
+
+
+def check_label_count(dataset, label_column: str, model: torch.nn.Module, what: str) -> None:
+    """Refuse labels the model cannot predict (scoring them would be meaningless, or an
+    IndexError deep in the loss)."""
+    from ..architectures.interface import num_classes
+    from ..core.errors import DatasetError
+
+    feature = (getattr(dataset, "features", None) or {}).get(label_column)
+    names = getattr(feature, "names", None)  # a ClassLabel: the number of classes
+    classes = num_classes(model)
+    if names and classes and len(names) > classes:
+        raise DatasetError(
+            f"{what} has {len(names)} classes, the model predicts {classes}: they must share "
+            "one label space"
+        )
 
 
 def calibrate(

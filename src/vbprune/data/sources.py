@@ -8,6 +8,7 @@ optionally streamed; a local ImageNet-style folder ``ROOT/train/<class>/*``,
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,12 @@ if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset
 
 IMAGENET_HUB_ID = "ILSVRC/imagenet-1k"
-_FOLDER_OF_SPLIT = {"train": "train", "val": "val", "validation": "val"}
-_SPLIT_OF_FOLDER = {"train": "train", "val": "validation"}  # names `imagefolder` gives
+# split -> the folders that may hold it; folder -> the split name `imagefolder` gets
+_FOLDERS_OF_SPLIT = {"train": ("train",), "val": ("val", "validation"),
+                     "validation": ("val", "validation"), "test": ("test",)}  # fmt: skip
+_SPLIT_OF_FOLDER = {"train": "train", "val": "validation", "validation": "validation",
+                    "test": "test"}  # fmt: skip
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jpe"}
 
 
 def load_image_dataset(
@@ -99,22 +104,58 @@ def load_image_dataset(
 
 
 def _load_folder(root: Path, split: str, streaming: bool):
+    """A split of a local ``ROOT/<split>/<class>/<image>`` folder, its labels numbered by
+    the classes of ``ROOT/train`` (checked: a split may lack some, never add any)."""
     import datasets
 
     if not root.is_dir():
         raise MissingInputError(f"dataset folder not found: {root}")
-    present = [folder for folder in _SPLIT_OF_FOLDER if (root / folder).is_dir()]
-    folder = _FOLDER_OF_SPLIT.get(split)
-    if folder not in present:
+    present = [name for name in _SPLIT_OF_FOLDER if (root / name).is_dir()]
+    candidates = _FOLDERS_OF_SPLIT.get(split, (split,))
+    folder = next((name for name in candidates if name in present), None)
+    if folder is None:
         raise MissingInputError(
-            f"{root} has no {split!r} split: expected {root}/{folder or split}/<class>/<image>;"
-            f" found {present or 'no train/ or val/ folder'}"
+            f"{root} has no {split!r} split: expected {root}/{candidates[0]}/<class>/<image>;"
+            f" found {present or 'no train/, val/ or test/ folder'}"
         )
-    data_files = {_SPLIT_OF_FOLDER[f]: str(root / f / "**") for f in present}
-    dataset = datasets.load_dataset(
+    classes = _class_folders(root / folder)
+    if folder != "train" and "train" in present:
+        train = _class_folders(root / "train")
+        extra = sorted(set(classes) - set(train))
+        if extra:  # the labels of every split would be renumbered: refuse
+            raise DatasetError(
+                f"{root / folder} has classes that {root / 'train'} lacks: {extra[:5]}; "
+                "its labels would not match the model's classes"
+            )
+        missing = sorted(set(train) - set(classes))
+        if missing:
+            warnings.warn(
+                f"{root / folder} has no images of {len(missing)} class(es) of "
+                f"{root / 'train'} ({missing[:5]}); labels keep the train numbering",
+                stacklevel=3,
+            )
+    # every split's files, so that label numbers come from all classes (train's)
+    used = [name for name in present if name == folder or name == "train"]
+    data_files = {_SPLIT_OF_FOLDER[name]: str(root / name / "**") for name in used}
+    return datasets.load_dataset(
         "imagefolder", data_files=data_files, split=_SPLIT_OF_FOLDER[folder], streaming=streaming
     )
-    return dataset
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The class sub-folders of a split folder; images lying directly in it are refused
+    (`imagefolder` would label them all with the split's name)."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    loose = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    if loose:
+        raise DatasetError(
+            f"{folder} holds images directly (e.g. {loose[0]}): expected "
+            f"{folder}/<class>/<image>, one sub-folder per class"
+        )
+    classes = sorted(p.name for p in entries if p.is_dir())
+    if not classes:
+        raise DatasetError(f"{folder} has no class sub-folders: expected {folder}/<class>/<image>")
+    return classes
 
 
 def _check_columns(dataset, image_column: str, label_column: str | None, what: str) -> None:

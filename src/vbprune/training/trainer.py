@@ -18,7 +18,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.trainer_utils import EvalPrediction
 
 from ..architectures import model_backend
-from ..architectures.interface import logits_of
+from ..architectures.interface import logits_of, num_classes
 from ..core.errors import ConfigError
 from .losses import distillation_loss
 
@@ -67,14 +67,6 @@ def as_trainable(model: nn.Module) -> nn.Module:
     return TimmClassifier(model) if model_backend(model) == "timm" else model
 
 
-def _num_labels(model: nn.Module) -> int | None:
-    inner = model.model if isinstance(model, TimmClassifier) else model
-    if hasattr(inner, "num_classes"):
-        return int(inner.num_classes)
-    config = getattr(inner, "config", None)
-    return getattr(config, "num_labels", None)
-
-
 class DistillationTrainer(Trainer):
     """A ``Trainer`` that distils ``teacher_model`` into the (pruned) model it trains.
 
@@ -97,7 +89,7 @@ class DistillationTrainer(Trainer):
             kwargs["model"] = as_trainable(kwargs["model"])
         super().__init__(*args, **kwargs)
         teacher = as_trainable(teacher_model)
-        student_labels, teacher_labels = _num_labels(self.model), _num_labels(teacher)
+        student_labels, teacher_labels = num_classes(self.model), num_classes(teacher)
         if None not in (student_labels, teacher_labels) and student_labels != teacher_labels:
             raise ConfigError(
                 f"teacher has {teacher_labels} classes, the student {student_labels}: they "
