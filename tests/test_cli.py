@@ -256,3 +256,35 @@ def test_obs_criterion_and_covariance_fraction_from_the_command_line(
     with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
         run_vbprune("calibrate", *common, "--covariance-fraction", 0, "--output", plain)
     assert exit_info.value.code == 2 and "--covariance-fraction" in capsys.readouterr().err
+
+
+def test_unreadable_images_are_named_or_skipped_and_counted(
+    image_folder, timm_model_dir, prune_output, tmp_path, capsys
+):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    broken = sorted((folder / "train" / "dog").iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated
+    (folder / "val" / "cat" / "junk.png").write_bytes(b"not an image")
+    common = ("--model", timm_model_dir, "--dataset", folder, "--num-workers", 0)
+    stats = tmp_path / "stats.safetensors"
+    assert run_vbprune("calibrate", *common, "--output", stats) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(broken) in err and "#" in err
+    assert "--skip-bad-images" in err and not stats.exists()
+    assert run_vbprune("calibrate", *common, "--output", stats, "--skip-bad-images") == 0
+    printed = capsys.readouterr().out
+    assert "skipped 1 unreadable image(s)" in printed and "calibrated on 20 images" in printed
+    out = tmp_path / "eval"
+    assert run_vbprune("evaluate", *common, "--split", "val", "--skip-bad-images",
+                       "--latency-repeats", 1, "--output", out) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["skipped_images"]["count"] == 1 and report["samples"] == 9
+    kd = tmp_path / "kd"
+    assert run_vbprune("distill", "--model", prune_output, "--dataset", folder, "--eval-split",
+                       "val", "--epochs", 1, "--batch-size", 8, "--num-workers", 0,
+                       "--skip-bad-images", "--output", kd) == 0  # fmt: skip
+    skipped = json.loads((kd / "report.json").read_text())["distillation"]["skipped_images"]
+    assert skipped["count"] == 2 and str(broken) in skipped["first"]

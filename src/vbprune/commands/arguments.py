@@ -73,8 +73,19 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--image-column", default="image")
     group.add_argument("--label-column", default="label")
     group.add_argument("--streaming", action="store_true", help="stream a Hub dataset")
+    add_skip_bad_images(group)
     group.add_argument(
         "--seed", type=int, default=0, help="seed of the sampling shuffle and of random draws"
+    )
+
+
+def add_skip_bad_images(parser) -> None:
+    """``--skip-bad-images``: leave unreadable images out, count them, say which."""
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip truncated or corrupt images (counted and named at the end) instead of "
+        "stopping at the first one",
     )
 
 

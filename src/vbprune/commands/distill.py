@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, MissingInputError
-from .arguments import non_negative_int, positive_float, positive_int
+from .arguments import add_skip_bad_images, non_negative_int, positive_float, positive_int
 
 HELP = "recover accuracy by distilling the original"
 
@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the KD term")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--num-workers", type=non_negative_int, default=4)
+    add_skip_bad_images(p)
     p.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
     p.add_argument(
         "--augment",
@@ -111,6 +112,7 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
     import torch
 
     from ..data import ImageCollator, image_transform, with_image_transform
+    from ..data.sources import undecoded
     from ..io.checkpoint import save_pretrained
     from ..io.weights import checkpoint_state_dict
     from ..training.checkpoints import remove_incomplete
@@ -132,14 +134,18 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
         dataloader_num_workers=args.num_workers, bf16=args.bf16, seed=args.seed,
         report_to=[], logging_strategy="epoch", use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
+    # images decoded by the collator (or the training transform): named or skipped
+    train, val = (undecoded(d, args.image_column) for d in (train, val))
     if args.augment:  # evaluation keeps the deterministic transform of the collator
         train = with_image_transform(
-            train, image_transform(student, training=True), args.image_column
-        )
+            train, image_transform(student, training=True), args.image_column,
+            skip_bad_images=args.skip_bad_images,
+        )  # fmt: skip
     trainer = DistillationTrainer(
         model=student, teacher_model=teacher, args=training_args, train_dataset=train,
         eval_dataset=val, data_collator=ImageCollator(
-            image_transform(student), args.image_column, args.label_column),
+            image_transform(student), args.image_column, args.label_column,
+            skip_bad_images=args.skip_bad_images),
         compute_metrics=top1_metrics,
     )  # fmt: skip
     if resume is not None:  # another model's weights: refused before any training
@@ -152,6 +158,10 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
     history = list(trainer.state.log_history)  # the per-epoch evaluations
     after = trainer.evaluate()["eval_top1"]  # the best model, loaded at the end
     report = _report(section, args, before, after, history, teacher_info)
+    skipped = sorted(trainer.skipped_images)
+    if skipped:  # --skip-bad-images
+        print(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[:3]}")
+        report["distillation"]["skipped_images"] = {"count": len(skipped), "first": skipped[:10]}
     report["distillation"]["processes"] = trainer.accelerator.num_processes
     if trainer.accelerator.is_main_process:
         best = trainer.model.model if hasattr(trainer.model, "model") else trainer.model

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=True)
     start = time.perf_counter()
     metrics = evaluate_model(model, loader, accelerator)
+    skipped = loader.report()
     seconds = time.perf_counter() - start
     size = input_size(model)
     param = next(model.parameters())
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "dataset": str(args.dataset),
         "split": args.split,
         **metrics,
+        **({"skipped_images": skipped} if skipped else {}),
         "params": count_params(model),
         "macs": count_macs(model, size),
         "input_size": list(size),

@@ -118,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     if eval_loader is not None:
         accuracy, _, report["timings"]["eval_after_s"] = top1()
         report["accuracy"]["top1_after_pruning"] = accuracy
+        skipped = eval_loader.report()  # both evaluations skip the same images
+        if skipped:
+            report["accuracy"]["skipped_images"] = skipped
 
     if accelerator.is_main_process:
         metadata = {"base_model": record_spec(args.model), "pruning": config.to_dict(),

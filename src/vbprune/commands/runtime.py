@@ -13,6 +13,7 @@ from accelerate import Accelerator
 from ..calibration import VarianceCalibrator, check_process_count
 from ..core.statistics import ActivationStats
 from ..data import ImageCollator, image_transform, load_image_dataset, make_loader
+from ..data.sources import undecoded
 from ..io.model_specs import load_model
 
 
@@ -45,8 +46,40 @@ def image_loader(
     )  # fmt: skip
     if labels:
         check_label_count(dataset, args.label_column, model, f"{args.dataset} ({split})")
-    collate = ImageCollator(image_transform(model), args.image_column, label_column)
-    return make_loader(dataset, collate, args.batch_size, args.num_workers, accelerator)
+    dataset = undecoded(dataset, args.image_column)  # decoded, named or skipped, below
+    collate = ImageCollator(image_transform(model), args.image_column, label_column,
+                            skip_bad_images=args.skip_bad_images)  # fmt: skip
+    loader = make_loader(dataset, collate, args.batch_size, args.num_workers, accelerator)
+    return SkippedImages(loader)
+
+
+class SkippedImages:
+    """A loader's batches without the names of the images the collator skipped
+    (``--skip-bad-images``), which it counts; batches left with no image are dropped."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader):
+        self.loader = loader
+        self.names: list[str] = []
+        self.images = 0  # read and kept
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.names.extend(batch.pop("skipped", []))
+            self.images += len(batch["pixel_values"])
+            if len(batch["pixel_values"]):
+                yield batch
+
+    def report(self) -> dict[str, Any] | None:
+        """What the report records: how many images were skipped (each once, however
+        often the loader was read), and the first few names; printed too."""
+        names = list(dict.fromkeys(self.names))
+        if not names:
+            return None
+        print(f"skipped {len(names)} unreadable image(s), e.g. {names[:3]}")
+        return {"count": len(names), "first": names[:10]}
 
 
 def check_label_count(dataset, label_column: str, model: torch.nn.Module, what: str) -> None:
@@ -89,5 +122,12 @@ def calibrate(
         "covariance": covariance,
         "covariance_fraction": args.covariance_fraction if covariance else None,
         "seconds": round(seconds, 3),
+        "images": loader.images,  # this process's
     }
+    skipped = loader.report()
+    if skipped:
+        info["skipped_images"] = skipped
+    if accelerator.is_main_process:
+        print(f"calibrated on {loader.images} images ({args.split} of {args.dataset}"
+              + (", this process" if accelerator.num_processes > 1 else "") + ")")  # fmt: skip
     return stats, info

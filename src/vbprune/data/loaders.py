@@ -37,6 +37,34 @@ def shard_for_process(
     return split_dataset_by_node(dataset, rank=rank, world_size=world_size, strategy="examples")
 
 
+class _Positions(torch.utils.data.Dataset):
+    """A map-style shard whose examples carry their index in the whole split
+    (``"__index__"``), to name an image in messages."""
+
+    def __init__(self, dataset, offset: int):
+        self.dataset, self.offset = dataset, offset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.dataset[index], "__index__": self.offset + index}
+
+
+def _indexed(dataset, accelerator):
+    """This process's shard, its examples numbered by their index in the split."""
+    import datasets
+
+    rank, world = (0, 1) if accelerator is None else (
+        accelerator.process_index, accelerator.num_processes)  # fmt: skip
+    if isinstance(dataset, datasets.IterableDataset):  # lazily, before the stream is split
+        numbered = dataset.map(lambda _, i: {"__index__": i}, with_indices=True)
+        return shard_for_process(numbered, rank, world)
+    if isinstance(dataset, datasets.Dataset):
+        return _Positions(shard_for_process(dataset, rank, world), len(dataset) * rank // world)
+    return dataset
+
+
 def make_loader(
     dataset: Dataset | IterableDataset,
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
@@ -48,10 +76,10 @@ def make_loader(
 
     With a stream and several workers, workers read different stream shards, so which
     samples a truncated stream yields depends on ``num_workers`` (never on the number
-    of processes); none is read twice.
+    of processes); none is read twice. Examples carry their index in the split
+    (``"__index__"``), which error messages name.
     """
-    if accelerator is not None:
-        dataset = shard_for_process(dataset, accelerator.process_index, accelerator.num_processes)
+    dataset = _indexed(dataset, accelerator)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

@@ -103,6 +103,18 @@ def load_image_dataset(
     return dataset
 
 
+def undecoded(dataset: Dataset | IterableDataset, image_column: str = "image"):
+    """``dataset`` whose images stay undecoded (``{"bytes", "path"}``) until
+    :class:`~vbprune.data.ImageCollator` decodes them, so that an unreadable image is
+    named (or skipped) rather than failing inside ``datasets``. Nothing is copied."""
+    import datasets
+
+    features = dataset.features
+    if features is not None and isinstance(features.get(image_column), datasets.Image):
+        return dataset.cast_column(image_column, datasets.Image(decode=False))
+    return dataset
+
+
 def _load_folder(root: Path, split: str, streaming: bool):
     """A split of a local ``ROOT/<split>/<class>/<image>`` folder, its labels numbered by
     the classes of ``ROOT/train`` (checked: a split may lack some, never add any)."""

@@ -10,6 +10,9 @@ from torch import nn
 
 from ..architectures import model_backend
 from ..architectures.interface import timm_built_size
+from ..core.errors import DatasetError
+
+SKIP_HINT = "pass --skip-bad-images to skip unreadable images"
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -88,19 +91,64 @@ def _hf_image_processor(model: nn.Module):
     return processor_class(size={"height": size, "width": size}, **options)
 
 
+def read_image(value: Any, where: str) -> Any:
+    """An RGB PIL image, fully decoded, from a PIL image or an undecoded ``datasets``
+    image (``{"bytes": ..., "path": ...}``).
+
+    Raises:
+        DatasetError: naming ``where`` for a truncated, corrupt or unknown image file.
+    """
+    import io
+
+    from PIL import Image
+
+    try:
+        if isinstance(value, dict):
+            data = value.get("bytes")
+            value = Image.open(io.BytesIO(data) if data is not None else value["path"])
+        return value.convert("RGB")  # decodes every pixel: a truncated file fails here
+    except (OSError, ValueError, SyntaxError, KeyError) as error:
+        raise DatasetError(f"cannot read image {where}: {error}; {SKIP_HINT}") from None
+
+
+def image_name(example: dict[str, Any], image_column: str) -> str:
+    """How to name an example's image in a message: its file and its index, when known."""
+    value = example.get(image_column)
+    path = value.get("path") if isinstance(value, dict) else getattr(value, "filename", None)
+    index = example.get("__index__")
+    parts = [str(path) if path else None, f"#{index}" if index is not None else None]
+    return " ".join(p for p in parts if p) or "of the dataset"
+
+
 def with_image_transform(
-    dataset: Dataset, transform: Callable[[Any], torch.Tensor], image_column: str = "image"
+    dataset: Dataset,
+    transform: Callable[[Any], torch.Tensor],
+    image_column: str = "image",
+    skip_bad_images: bool = False,
 ) -> Dataset:
     """``dataset`` whose images become ``pixel_values`` through ``transform`` when read.
 
     Applied afresh on every access, so a random (training) transform gives new crops
     every epoch; :class:`ImageCollator` then only stacks. The dataset is not copied.
+    With ``skip_bad_images`` an unreadable image gives ``pixel_values`` ``None`` (the
+    collator leaves it out and counts it) instead of an error naming it.
     """
 
     def apply(batch: dict[str, list]) -> dict[str, list]:
         batch = dict(batch)
         images = batch.pop(image_column)
-        batch["pixel_values"] = [transform(image.convert("RGB")) for image in images]
+        pixels, bad = [], []
+        for image in images:
+            where = image_name({image_column: image}, image_column)
+            try:
+                pixels.append(transform(read_image(image, where)))
+                bad.append(None)
+            except DatasetError:
+                if not skip_bad_images:
+                    raise
+                pixels.append(None)
+                bad.append(where)
+        batch["pixel_values"], batch["__bad__"] = pixels, bad
         return batch
 
     return dataset.with_transform(apply)
@@ -110,7 +158,10 @@ class ImageCollator:
     """Turn raw examples into ``{"pixel_values": (B, C, H, W), "labels": (B,)}``.
 
     Examples that already hold ``pixel_values`` (see :func:`with_image_transform`) are
-    stacked as they are.
+    stacked as they are. Images are decoded here (from PIL images or undecoded
+    ``datasets`` images): an unreadable one raises a :class:`~vbprune.DatasetError`
+    naming its file and index, or with ``skip_bad_images`` is left out and named in the
+    batch's ``"skipped"`` list (a batch of only bad images has zero images).
     """
 
     def __init__(
@@ -118,19 +169,42 @@ class ImageCollator:
         transform: Callable[[Any], torch.Tensor],
         image_column: str = "image",
         label_column: str | None = "label",
+        skip_bad_images: bool = False,
     ):
         self.transform = transform
         self.image_column = image_column
         self.label_column = label_column
+        self.skip_bad_images = skip_bad_images
+        self._shape: tuple[int, ...] | None = None  # of a good image: for an empty batch
 
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        images = [
-            ex["pixel_values"]
-            if "pixel_values" in ex
-            else self.transform(ex[self.image_column].convert("RGB"))
-            for ex in examples
-        ]
-        batch = {"pixel_values": torch.stack(images)}
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        images, kept, skipped = [], [], []
+        for example in examples:
+            pixels = example.get("pixel_values")
+            if pixels is None and example.get("__bad__"):  # see with_image_transform
+                skipped.append(example["__bad__"])
+                continue
+            if pixels is None:
+                where = image_name(example, self.image_column)
+                try:
+                    pixels = self.transform(read_image(example[self.image_column], where))
+                except DatasetError:
+                    if not self.skip_bad_images:
+                        raise
+                    skipped.append(where)
+                    continue
+            images.append(pixels)
+            kept.append(example)
+        if images:
+            self._shape = tuple(images[0].shape)
+        elif self._shape is None:
+            raise DatasetError(f"no image of the first batch can be read ({skipped[:3]})")
+        batch: dict[str, Any] = {
+            "pixel_values": torch.stack(images) if images else torch.empty(0, *self._shape)
+        }
         if self.label_column is not None:
-            batch["labels"] = torch.tensor([int(ex[self.label_column]) for ex in examples])
+            labels = [int(ex[self.label_column]) for ex in kept]
+            batch["labels"] = torch.tensor(labels, dtype=torch.int64)
+        if skipped:
+            batch["skipped"] = skipped
         return batch

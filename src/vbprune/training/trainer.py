@@ -97,6 +97,7 @@ class DistillationTrainer(Trainer):
             )
         teacher.requires_grad_(False)
         self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True).eval()
+        self.skipped_images: set[str] = set()  # named by the collator (skip_bad_images)
 
     def _load_best_model(self) -> None:
         # The Trainer's own loader reads the file's tensor names into the model with
@@ -125,8 +126,12 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Distillation loss of a batch (``num_items_in_batch`` unused: a batch mean)."""
+        self.skipped_images.update(inputs.pop("skipped", []))
         pixel_values, labels = inputs["pixel_values"], inputs.get("labels")
         outputs = model(pixel_values=pixel_values)
+        if len(pixel_values) == 0:  # every image of the batch was unreadable and skipped
+            loss = logits_of(outputs).sum()  # zero, and no gradient: a step that does nothing
+            return (loss, outputs) if return_outputs else loss
         with torch.no_grad():
             self.teacher.eval()  # Trainer.train() flips modules to train mode
             teacher_logits = logits_of(self.teacher(pixel_values=pixel_values))
