@@ -42,7 +42,8 @@ SECTIONS = [
             ("vbprune", [
                 "VBPruneError", "ConfigError", "OptionTypeError", "UnsupportedModelError",
                 "StatisticsError", "NonFiniteActivationError", "PlanError", "CheckpointError",
-                "DatasetError", "MissingInputError", "OutputExistsError", "HubError",
+                "DatasetError", "MissingInputError", "OutputExistsError", "OutputNotWritableError",
+                "HubError",
                 "ProcessCountError",
             ]),
         ],

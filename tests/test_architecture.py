@@ -188,3 +188,18 @@ def test_every_public_name_resolves():
     assert vbprune.DistillationTrainer.__module__ == "vbprune.training.trainer"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         vbprune.nothing  # noqa: B018
+
+
+def test_every_option_has_one_line_of_help_and_shows_its_default():
+    from vbprune.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:
+        for name, command in action.choices.items():
+            for option in command._actions:
+                if option.option_strings and option.dest != "help":
+                    assert option.help, f"vbprune {name} {option.option_strings[0]} has no help"
+            text = command.format_help()
+            assert "(default: None)" not in text  # nothing to show is not shown
+    prune = next(iter(parser._subparsers._group_actions)).choices["prune"].format_help()
+    assert "(default: mean)" in " ".join(prune.split())  # --compensate

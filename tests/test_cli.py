@@ -288,3 +288,33 @@ def test_unreadable_images_are_named_or_skipped_and_counted(
                        "--skip-bad-images", "--output", kd) == 0  # fmt: skip
     skipped = json.loads((kd / "report.json").read_text())["distillation"]["skipped_images"]
     assert skipped["count"] == 2 and str(broken) in skipped["first"]
+
+
+def test_outputs_are_named_titled_and_permitted_as_users_expect(
+    prune_output, image_folder, tmp_path, monkeypatch, capsys
+):
+    import os
+    import stat
+
+    from vbprune.commands.arguments import default_workers
+    from vbprune.commands.evaluate import default_output
+
+    # folders get the usual permissions (tempfile.mkdtemp alone would give 0700)
+    mode = stat.S_IMODE((prune_output / "model").stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask
+    # the card is titled with the base model, not the folder name "model"
+    card = (prune_output / "model" / "README.md").read_text()
+    title = next(line for line in card.splitlines() if line.startswith("# "))
+    assert title.startswith("# tiny-vit, 50") and "of MLP neurons removed (VBP)" in title
+    # evaluations of different models do not share a default folder; latency is optional
+    assert default_output("timm:deit_small_patch16_224", "validation") == (
+        "evaluation-deit_small_patch16_224-validation")  # fmt: skip
+    assert default_output(str(prune_output / "model"), "val") == "evaluation-pruned-val"
+    monkeypatch.chdir(tmp_path)
+    assert run_vbprune("evaluate", "--model", prune_output, "--dataset", image_folder,
+                       "--split", "val", "--latency-repeats", 0) == 0  # fmt: skip
+    report = json.loads((tmp_path / "evaluation-pruned-val" / "report.json").read_text())
+    assert report["latency"] is None and report["samples"] == 9
+    assert 0 <= default_workers() <= min(4, os.cpu_count())

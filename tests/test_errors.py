@@ -11,7 +11,8 @@ ERRORS = [
     vbprune.ConfigError, vbprune.OptionTypeError, vbprune.UnsupportedModelError,
     vbprune.StatisticsError, vbprune.NonFiniteActivationError, vbprune.PlanError,
     vbprune.CheckpointError, vbprune.DatasetError, vbprune.MissingInputError,
-    vbprune.OutputExistsError, vbprune.ProcessCountError, vbprune.HubError,
+    vbprune.OutputExistsError, vbprune.OutputNotWritableError, vbprune.ProcessCountError,
+    vbprune.HubError,
 ]  # fmt: skip
 
 
@@ -21,6 +22,7 @@ def test_every_error_is_a_vbprune_error_and_keeps_its_builtin_parent():
         vbprune.NonFiniteActivationError: FloatingPointError,
         vbprune.MissingInputError: FileNotFoundError,
         vbprune.OutputExistsError: FileExistsError,
+        vbprune.OutputNotWritableError: PermissionError,
         vbprune.ProcessCountError: RuntimeError,
         vbprune.HubError: OSError,
     }
@@ -178,3 +180,29 @@ def test_a_prune_output_is_a_model_and_calibrate_keeps_existing_statistics(
     line = failed_in_one_line(capsys, "calibrate", "--model", prune_output, "--dataset",
                           image_folder, "--num-workers", 0, "--output", existing)  # fmt: skip
     assert "--overwrite" in line and existing.read_bytes() == b"keep me"
+
+
+def test_an_unwritable_output_location_is_refused_before_any_work(prune_output, capsys):
+    # /proc cannot hold files, even for root (for whom a chmod'ed folder is writable)
+    line = failed_in_one_line(capsys, "prune", "--model", prune_output, "--stats",
+                              prune_output / "stats.safetensors", "--ratio", 0.3,
+                              "--output", "/proc/vbprune-out")  # fmt: skip
+    assert "cannot write /proc/vbprune-out: /proc is not writable" in line
+    line = failed_in_one_line(capsys, "calibrate", "--model", prune_output, "--dataset",
+                              prune_output, "--output", "/proc/stats.safetensors")  # fmt: skip
+    assert "/proc is not writable" in line
+
+
+def test_push_without_a_network_is_one_line(prune_output, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = failed_in_one_line(capsys, "push", prune_output, "--repo-id", "me/model")
+    assert "offline mode is on" in line
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    line = failed_in_one_line(capsys, "push", prune_output, "--repo-id", "me/model")
+    assert "cannot reach the Hub" in line

@@ -29,6 +29,16 @@ COMMANDS = {
 }
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except where there is none to show (required
+    options, flags, options that default to unset)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default in (None, False, argparse.SUPPRESS):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vbprune`` argument parser, one subcommand per entry of ``COMMANDS``."""
     parser = argparse.ArgumentParser(
@@ -36,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
-        command = subcommands.add_parser(name, help=module.HELP, description=module.HELP)
+        command = subcommands.add_parser(
+            name, help=module.HELP, description=module.HELP,
+            formatter_class=_DefaultsShown,
+        )  # fmt: skip
         module.add_arguments(command)
+        command.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -49,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     bug and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
+    if args.quiet:  # read by tqdm, datasets and huggingface_hub when their bars start
+        import os
+
+        for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS",
+                     "HF_HUB_DISABLE_PROGRESS_BARS"):  # fmt: skip
+            os.environ[name] = "1"
     try:
         return COMMANDS[args.command].run(args)
     except VBPruneError as error:

@@ -12,6 +12,18 @@ DTYPES = ("float32", "bfloat16", "float16", "float64")
 _CONFIG_HELP = {f.name: f.metadata["help"] for f in fields(PruningConfig)}
 
 
+def default_workers() -> int:
+    """Data-loader workers: the CPUs this process may use, at most 4 (more than the
+    machine has only makes torch warn and slows the loader down)."""
+    import os
+
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        available = os.cpu_count() or 1
+    return max(0, min(4, available))
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1 (bad values exit with a usage error)."""
     value = int(text)  # a ValueError becomes argparse's "invalid positive_int value"
@@ -69,9 +81,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--split", default="train", help="split to calibrate on")
     group.add_argument("--num-samples", type=positive_int, help="images (default: all)")
     group.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
-    group.add_argument("--num-workers", type=non_negative_int, default=4, help="loader workers")
-    group.add_argument("--image-column", default="image")
-    group.add_argument("--label-column", default="label")
+    group.add_argument(
+        "--num-workers", type=non_negative_int, default=default_workers(),
+        help="loader worker processes (default: the CPUs this process may use, at most 4)",
+    )  # fmt: skip
+    group.add_argument("--image-column", default="image", help="dataset column of the images")
+    group.add_argument("--label-column", default="label", help="dataset column of the labels")
     group.add_argument("--streaming", action="store_true", help="stream a Hub dataset")
     add_skip_bad_images(group)
     group.add_argument(

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, MissingInputError
-from .arguments import add_skip_bad_images, non_negative_int, positive_float, positive_int
+from .arguments import (
+    add_skip_bad_images,
+    default_workers,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 HELP = "recover accuracy by distilling the original"
 
@@ -22,13 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="pruned model folder (or a prune output)")
     p.add_argument("--teacher", help="teacher spec (default: the base model it records)")
     p.add_argument("--dataset", required=True, help="Hub id or ROOT/{train,val}/<class>/*")
-    p.add_argument("--split", default="train")
-    p.add_argument("--eval-split", default="validation")
+    p.add_argument("--split", default="train", help="split to train on")
+    p.add_argument("--eval-split", default="validation", help="split to choose the best epoch on")
     p.add_argument("--num-samples", type=positive_int, default=None, help="training images")
     p.add_argument("--eval-samples", type=positive_int, default=None, help="evaluation images")
-    p.add_argument("--image-column", default="image")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-column", default="image", help="dataset column of the images")
+    p.add_argument("--label-column", default="label", help="dataset column of the labels")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling, shuffling and training")
     p.add_argument("--epochs", type=positive_float, default=10.0, help="paper: 10")
     p.add_argument("--learning-rate", type=float, default=1.5e-5, help="paper: 1.5e-5")
     p.add_argument("--weight-decay", type=float, default=0.01, help="paper: 0.01")
@@ -38,10 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=32,
         help="per process; the paper's 32 is the total",
     )
-    p.add_argument("--gradient-accumulation-steps", type=positive_int, default=1)
+    p.add_argument("--gradient-accumulation-steps", type=positive_int, default=1,
+                   help="batches per optimizer step")  # fmt: skip
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the KD term")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--num-workers", type=non_negative_int, default=4)
+    p.add_argument("--temperature", type=float, default=2.0, help="softening of the KD term")
+    p.add_argument("--num-workers", type=non_negative_int, default=default_workers(),
+                   help="loader worker processes (at most the CPUs available, 4)")  # fmt: skip
     add_skip_bad_images(p)
     p.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision")
     p.add_argument(
@@ -55,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="folder for checkpoints and the model")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the distilled model")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true", help="create the Hub repo private")
 
 
 def run(args: argparse.Namespace) -> int:

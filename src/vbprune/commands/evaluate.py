@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .arguments import add_data_arguments, add_model_arguments, positive_int
+from .arguments import add_data_arguments, add_model_arguments, non_negative_int, positive_float
 
 HELP = "top-1/top-5, loss, size and latency of a model on a dataset"
 
@@ -15,8 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_data_arguments(parser, required=True)
     parser.set_defaults(split="validation")
-    parser.add_argument("--latency-repeats", type=positive_int, default=10, help="timed forwards")
-    parser.add_argument("--output", default="evaluation", help="folder for the report")
+    parser.add_argument("--latency-repeats", type=non_negative_int, default=10,
+                        help="timed forwards of one batch (0: no latency)")  # fmt: skip
+    parser.add_argument(
+        "--latency-seconds",
+        type=positive_float,
+        default=30.0,
+        help="stop timing after this long (at least one forward is timed)",
+    )
+    parser.add_argument(
+        "--output",
+        help="folder for the report (default: evaluation-<model>-<split>, so that runs on "
+        "other models do not collide)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
 
 
@@ -34,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io.folders import atomic_directory, check_output_directory
     from .runtime import image_loader, make_accelerator, prepare_model
 
+    if args.output is None:
+        args.output = default_output(args.model, args.split)
     check_output_directory(args.output, args.overwrite, [args.model, args.dataset])
     accelerator = make_accelerator()
     model = prepare_model(args, accelerator)
@@ -54,9 +67,13 @@ def run(args: argparse.Namespace) -> int:
         "params": count_params(model),
         "macs": count_macs(model, size),
         "input_size": list(size),
-        "latency": {
+        "latency": None
+        if not args.latency_repeats
+        else {
             "batch_size": args.batch_size,
-            "seconds": measure_latency(model, batch, args.latency_repeats),
+            "seconds": measure_latency(
+                model, batch, args.latency_repeats, max_seconds=args.latency_seconds
+            ),
             "device": device_name(param.device),
             "dtype": args.dtype,
         },
@@ -73,6 +90,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_output(model: str, split: str) -> str:
+    """``evaluation-<model>-<split>``: the model's name (a folder's, or its parent's for a
+    ``model/`` folder) so that evaluations of different models do not collide."""
+    from pathlib import Path
+
+    name = model.split(":", 1)[-1].rstrip("/")
+    path = Path(name)
+    if path.name == "model" and path.parent.name:
+        path = path.parent
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in path.name) or "model"
+    return f"evaluation-{safe}-{split}"
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The evaluation report as a two-column Markdown table."""
     latency = report["latency"]
@@ -84,7 +114,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         ("loss", f"{report['loss']:.4f}"),
         ("params", f"{report['params'] / 1e6:.2f} M"),
         ("MACs", f"{report['macs'] / 1e9:.3f} G at {'x'.join(map(str, report['input_size']))}"),
-        ("latency", f"{latency['seconds'] * 1e3:.2f} ms per batch of {latency['batch_size']} "
+        ("latency", "not measured" if latency is None else
+                    f"{latency['seconds'] * 1e3:.2f} ms per batch of {latency['batch_size']} "
                     f"({latency['device']}, {latency['dtype']})"),
     ]  # fmt: skip
     lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]

@@ -18,10 +18,12 @@ HELP = "accuracy vs size over ratios and criteria (digits)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``vbprune sweep``."""
-    p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.8, 0.9])
-    p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA))
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.8, 0.9],
+                   help="fractions of MLP neurons removed")  # fmt: skip
+    p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA),
+                   help="selection criteria to compare")  # fmt: skip
     p.add_argument("--output", default="vbprune-sweep", help="folder for sweep.png and the table")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     add_covariance_fraction(p)
 
 

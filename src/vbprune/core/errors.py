@@ -54,6 +54,10 @@ class OutputExistsError(VBPruneError, FileExistsError):
     """An output path holds something that may not be replaced (pass overwrite)."""
 
 
+class OutputNotWritableError(VBPruneError, PermissionError):
+    """An output location cannot be written (read-only, no permission, no space)."""
+
+
 class ProcessCountError(VBPruneError, RuntimeError):
     """The launcher started processes that do not form one distributed run."""
 

@@ -149,9 +149,16 @@ def _load_folder(root: Path, split: str, streaming: bool):
     # every split's files, so that label numbers come from all classes (train's)
     used = [name for name in present if name == folder or name == "train"]
     data_files = {_SPLIT_OF_FOLDER[name]: str(root / name / "**") for name in used}
-    return datasets.load_dataset(
-        "imagefolder", data_files=data_files, split=_SPLIT_OF_FOLDER[folder], streaming=streaming
-    )
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # no "Downloading data" for files already here
+    try:
+        return datasets.load_dataset(
+            "imagefolder", data_files=data_files, split=_SPLIT_OF_FOLDER[folder],
+            streaming=streaming,
+        )  # fmt: skip
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
 
 
 def _class_folders(folder: Path) -> list[str]:

@@ -31,8 +31,17 @@ def evaluate_model(
         ``{"top1_accuracy": ..., "top5_accuracy": ..., "loss": ..., "samples": N}``
         (top-k for k above the number of classes is left out).
     """
+    from tqdm.auto import tqdm
+
     param = next(model.parameters())
     device = accelerator.device if accelerator is not None else param.device
+    show = accelerator is None or accelerator.is_main_process
+    try:
+        total = len(batches)  # type: ignore[arg-type]
+    except TypeError:  # a stream: no total
+        total = None
+    # a bar on a terminal of the main process only (disable=None: off when not a TTY)
+    batches = tqdm(batches, total=total, desc="evaluating", disable=not show or None)
     ranked: list[list[int]] = []
     references: list[int] = []
     loss_sum = 0.0

@@ -10,22 +10,31 @@ import torch
 from torch import nn
 
 
-def measure_latency(model: nn.Module, batch: torch.Tensor, repeats: int = 10) -> float:
-    """Median seconds of one inference forward on ``batch`` (CUDA work waited for)."""
+def measure_latency(
+    model: nn.Module, batch: torch.Tensor, repeats: int = 10, max_seconds: float | None = None
+) -> float:
+    """Median seconds of one inference forward on ``batch`` (CUDA work waited for), over
+    ``repeats`` forwards, or fewer once ``max_seconds`` have passed (at least one)."""
     sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
+            began = time.perf_counter()
             for _ in range(3):  # warm-up: kernels chosen, caches filled
                 model(batch)
-            times = []
-            for _ in range(repeats):
+                if max_seconds is not None and time.perf_counter() - began > max_seconds / 2:
+                    break  # a slow model: keep half the budget for the timed runs
+            times: list[float] = []
+            began = time.perf_counter()
+            for _ in range(max(1, repeats)):
                 sync()
                 start = time.perf_counter()
                 model(batch)
                 sync()
                 times.append(time.perf_counter() - start)
+                if max_seconds is not None and time.perf_counter() - began > max_seconds / 2:
+                    break
     finally:
         model.train(was_training)
     return statistics.median(times)

@@ -12,7 +12,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import CheckpointError, MissingInputError, OutputExistsError
+from ..core.errors import (
+    CheckpointError,
+    MissingInputError,
+    OutputExistsError,
+    OutputNotWritableError,
+)
 
 
 def is_local_path(spec: str) -> bool:
@@ -75,11 +80,32 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def check_parents(path: str | Path) -> None:
-    """Raise :class:`~vbprune.OutputExistsError` if a parent of ``path`` is a file."""
+    """Refuse, before any work, an output whose folder cannot be written.
+
+    Raises:
+        OutputExistsError: if a parent of ``path`` is a file.
+        OutputNotWritableError: if the nearest existing parent cannot be written to
+            (read-only, no permission, or full): tested by writing a small file there.
+    """
     blocking = next((p for p in Path(path).parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise OutputExistsError(f"cannot write {path}: {blocking} is a file")
+    where = blocking if blocking is not None else Path.cwd()
+    try:  # os.access says yes to root on a read-only mount: really try
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".vbprune-probe-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+    except OSError as error:
+        raise OutputNotWritableError(
+            f"cannot write {path}: {where} is not writable ({error.strerror or error})"
+        ) from None
 
 
 def read_model_config(folder: Path, name: str | Path | None = None) -> dict[str, Any]:
@@ -133,6 +159,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path = check_output_directory(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700): the usual mode instead
     old = path.with_name(f".{path.name}.old")
     moved_aside = False
     try:

@@ -37,7 +37,7 @@ def push_folder(
         HubError: the Hub refused the upload (token, access, server trouble).
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 
     directory = Path(directory)
     folder = model_folder(directory)
@@ -51,6 +51,23 @@ def push_folder(
         raise ConfigError(f"cannot push to {repo_id!r}: {error}") from error
     except HfHubHTTPError as error:
         raise HubError(f"the Hub refused the push to {repo_id!r}: {error}") from error
+    except OfflineModeIsEnabled:
+        raise HubError(
+            f"cannot push to {repo_id!r}: offline mode is on (unset HF_HUB_OFFLINE)"
+        ) from None
+    except Exception as error:  # no network, a refused connection, a timeout
+        if not _is_network_error(error):
+            raise
+        raise HubError(f"cannot reach the Hub to push to {repo_id!r}: {error}") from None
+
+
+def _is_network_error(error: Exception) -> bool:
+    # huggingface_hub lets its HTTP client's errors through; they are not OSErrors
+    package = type(error).__module__.split(".")[0]
+    return isinstance(error, OSError) or package in _NETWORK_PACKAGES
+
+
+_NETWORK_PACKAGES = {"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"}
 
 
 def _upload(directory, folder, api, repo_id, private, token, commit_message, revision) -> str:

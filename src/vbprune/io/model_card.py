@@ -44,6 +44,15 @@ def _pruned_percent(original: Mapping[str, int], widths: Mapping[str, int], rati
     return f"{100 * ratio:g} %" if ratio is not None else "some"
 
 
+def _title(repo_id: str, base_model: str, pruned: str) -> str:
+    """The card's title: a Hub id as given; for a local save (a folder named ``model``,
+    say) the base model's name and how much was pruned."""
+    if "/" in repo_id:
+        return repo_id
+    name = base_model.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1] or repo_id
+    return f"{name}, {pruned} of MLP neurons removed (VBP)"
+
+
 def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: str = "REPO_ID"):
     """A :class:`huggingface_hub.ModelCard` for a model saved with ``section`` as its
     config's ``vbprune`` section (widths, pruning config, base model, report).
@@ -110,7 +119,7 @@ def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: st
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
-        model_name=repo_id,
+        model_name=_title(repo_id, base_model, _pruned_percent(original, widths, ratio)),
         repo_id=repo_id,
         base_model=base_model,
         library_name=library_name,
