@@ -206,3 +206,26 @@ def test_push_without_a_network_is_one_line(prune_output, capsys, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     line = failed_in_one_line(capsys, "push", prune_output, "--repo-id", "me/model")
     assert "cannot reach the Hub" in line
+
+
+def test_models_that_cannot_be_had_are_one_line_errors(image_folder, tmp_path, capsys):
+    common = ("--dataset", image_folder, "--num-workers", 0, "--output", tmp_path / "s")
+    # a real timm model without MLPs: said so, with the supported classes
+    line = failed_in_one_line(capsys, "calibrate", "--model", "timm:resnet18",
+                              "--no-pretrained", *common)  # fmt: skip
+    assert "vbprune cannot prune ResNet" in line and "Supported MLP classes" in line
+    # an unknown Hub id while offline (HF_HUB_OFFLINE=1 in the tests): one line
+    line = failed_in_one_line(capsys, "calibrate", "--model", "hf:nobody/nothing", *common)
+    assert "cannot load transformers model 'nobody/nothing'" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_pruning_options_are_named_as_typed(prune_output, tmp_path, capsys):
+    line = failed_in_one_line(capsys, "prune", "--model", prune_output, "--stats",
+                              prune_output / "stats.safetensors", "--ratio", 1.5,
+                              "--output", tmp_path / "out")  # fmt: skip
+    assert line.endswith("error: --ratio must be in [0, 1), got 1.5")
+    line = failed_in_one_line(capsys, "prune", "--model", prune_output, "--stats",
+                              prune_output / "stats.safetensors", "--ratio", 0.5,
+                              "--round-to", 0, "--output", tmp_path / "out")  # fmt: skip
+    assert "--round-to must be a positive integer, got 0" in line

@@ -144,8 +144,19 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pruning_config(args: argparse.Namespace) -> PruningConfig:
-    """The validated :class:`~vbprune.PruningConfig` of parsed pruning arguments."""
-    return PruningConfig(
-        ratio=args.ratio, scope=args.scope, min_keep=args.min_keep, round_to=args.round_to,
-        compensate=args.compensate, criterion=args.criterion, seed=args.seed,
-    )  # fmt: skip
+    """The validated :class:`~vbprune.PruningConfig` of parsed pruning arguments; an
+    error names the option as typed (``--round-to``, not ``round_to``)."""
+    from ..core.errors import ConfigError, OptionTypeError
+
+    try:
+        return PruningConfig(
+            ratio=args.ratio, scope=args.scope, min_keep=args.min_keep,
+            round_to=args.round_to, compensate=args.compensate, criterion=args.criterion,
+            seed=args.seed,
+        )  # fmt: skip
+    except (ConfigError, OptionTypeError) as error:
+        message = str(error)
+        field = message.split(" ", 1)[0]
+        if field in _CONFIG_HELP:  # "round_to must be ..." -> "--round-to must be ..."
+            message = f"--{field.replace('_', '-')}" + message[len(field) :]
+        raise type(error)(message) from None
