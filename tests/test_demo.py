@@ -31,6 +31,9 @@ def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, ca
     printed = capsys.readouterr().out
     assert "| random selection, mean fold |" in printed
     assert "| variance, least squares |" in printed
+    # where no compensation beats the mean fold, the demo says so and why
+    beaten = accuracy["top1_without_fold"] > accuracy["top1_mean_fold"]
+    assert ("no compensation at all beats VBP's mean fold" in " ".join(printed.split())) == beaten
     # the trained network is cached: a second run does not train it again
     assert (tmp_path / "cache" / "digits-vit" / "model.safetensors").is_file()
     assert run_vbprune("demo", "--output", out) == 2  # not empty: refused

@@ -57,3 +57,30 @@ def test_cli_evaluate_writes_json_and_markdown(image_folder, prune_output, tmp_p
     assert report["latency"]["seconds"] > 0 and report["latency"]["batch_size"] == 4
     table = (out / "report.md").read_text()
     assert f"| top-1 | {100 * top1:.2f} % |" in table and "| latency |" in table
+
+
+def test_latency_timing_is_bounded_and_optional_in_the_command():
+    import time
+
+    from vbprune.evaluation.latency import measure_latency
+
+    class Slow(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.05)
+            return x
+
+    start = time.perf_counter()
+    seconds = measure_latency(Slow(), torch.zeros(1), repeats=1000, max_seconds=0.4)
+    assert seconds >= 0.05 and time.perf_counter() - start < 2.0  # not 1000 x 50 ms
+
+
+def test_quiet_turns_every_progress_bar_off(monkeypatch):
+    import os
+
+    from vbprune.cli import main
+
+    for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("vbprune.commands.push.run", lambda args: 0)  # no work needed
+    assert main(["push", "folder", "--repo-id", "me/x", "--quiet"]) == 0
+    assert os.environ["TQDM_DISABLE"] == os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
