@@ -129,5 +129,5 @@ def test_cli_refuses_a_bad_option_before_loading_anything(tmp_path, capsys):
                        "--ratio", 0.5, "--scope", "layer", "--min-keep", 0,
                        "--output", tmp_path / "out")  # fmt: skip
     assert code == 2
-    assert "min_keep must be a positive integer, got 0" in capsys.readouterr().err
+    assert "--min-keep must be a positive integer, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

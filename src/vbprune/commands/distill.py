@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     run_dir = output / "checkpoints"
     created = not output.exists()
-    remove_stale_temporaries(output)  # of a run killed while it saved the model
     if args.resume is None:
         _check_fresh_output(output, run_dir, args.overwrite, [args.model, args.dataset])
+    remove_stale_temporaries(output)  # of a run killed while it saved the model
     folder = model_folder(args.model) or Path(args.model)  # a prune output or the model
     student = from_pretrained(folder)
     section = dict(loaded_metadata(student))
