@@ -197,3 +197,58 @@ def test_labels_beyond_the_models_classes_are_refused(image_folder, tmp_path, ca
     assert code == 2
     assert "has 3 classes, the model predicts 2" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_collator_skips_or_keeps_slots_of_unreadable_images():
+    import io
+
+    from PIL import Image
+
+    from vbprune import DatasetError
+    from vbprune.data import ImageCollator
+    from vbprune.training.trainer import IGNORED, top1_metrics
+
+    def png(color) -> dict:
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), color).save(buffer, format="PNG")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    import numpy as np
+
+    def transform(image) -> torch.Tensor:  # like a model's: every image to one size
+        pixels = np.asarray(image.resize((8, 8)), dtype=np.float32)
+        return torch.from_numpy(pixels).permute(2, 0, 1)
+
+    good = {"image": png("red"), "label": 1, "__index__": 0}
+    truncated = {"image": {"bytes": png("red")["bytes"][:40], "path": "a.png"}, "label": 2}
+    missing = {"image": None, "label": 0, "__index__": 7}
+    strict = ImageCollator(transform)
+    with pytest.raises(DatasetError, match=r"cannot read image a.png.*--skip-bad-images"):
+        strict([good, truncated])
+    skipping = ImageCollator(transform, skip_bad_images=True)
+    batch = skipping([truncated, good, missing])
+    assert batch["pixel_values"].shape == (1, 3, 8, 8) and batch["labels"].tolist() == [1]
+    assert batch["skipped"] == ["a.png", "#7"]
+    # a worker whose first batch is all bad: an empty batch of the transform's shape
+    empty = ImageCollator(transform, skip_bad_images=True)([missing])
+    assert empty["pixel_values"].shape == (0, 3, 8, 8) and empty["labels"].numel() == 0
+    # keep_slots: the batch keeps its size (processes gather equal batches), label -100
+    slots = ImageCollator(transform, skip_bad_images=True, keep_slots=True)([truncated, good])
+    assert slots["pixel_values"].shape == (2, 3, 8, 8) and not slots["pixel_values"][0].any()
+    assert slots["labels"].tolist() == [IGNORED, 1]
+    from transformers.trainer_utils import EvalPrediction
+
+    logits = torch.tensor([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0]])
+    scored = top1_metrics(EvalPrediction(predictions=logits, label_ids=slots["labels"]))
+    assert scored == {"top1": 1.0, "samples": 1}  # the slot is not scored
+
+
+def test_loader_rows_carry_their_position_in_one_read_per_batch():
+    import datasets
+
+    from vbprune.data.loaders import _Positions
+
+    data = datasets.Dataset.from_dict({"x": list(range(10))})
+    rows = _Positions(data, offset=5)
+    assert rows.__getitems__([2, 3]) == [rows[2], rows[3]] == [
+        {"x": 2, "__index__": 7}, {"x": 3, "__index__": 8}]  # fmt: skip

@@ -190,3 +190,26 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(tmp_path, images,
     assert resumed.keys() == uninterrupted.keys()
     for key, value in uninterrupted.items():
         torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_skipped_image_slots_are_left_out_of_the_loss(tmp_path):
+    from vbprune.training.trainer import IGNORED
+
+    torch.manual_seed(0)
+    student, teacher = FAMILIES["timm-vit"](), FAMILIES["timm-vit"]()
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, train_dataset=Images(),
+        args=DistillationTrainingArguments(str(tmp_path), use_cpu=True, report_to=[]),
+    )  # fmt: skip
+    pixels = torch.randn(3, 3, 32, 32)
+    inputs = {"pixel_values": pixels, "labels": torch.tensor([1, IGNORED, 2]),
+              "skipped": ["bad.png"]}  # fmt: skip
+    loss = trainer.compute_loss(trainer.model, inputs)
+    real = [0, 2]
+    with torch.no_grad():
+        expected = distillation_loss(student(pixels[real]), teacher(pixels[real]),
+                                     torch.tensor([1, 2]), 0.5, 2.0)  # fmt: skip
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert trainer.skipped_images == {"bad.png"}
+    nothing = {"pixel_values": pixels[:1], "labels": torch.tensor([IGNORED])}
+    assert float(trainer.compute_loss(trainer.model, nothing)) == 0.0

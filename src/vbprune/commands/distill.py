@@ -153,7 +153,7 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
         model=student, teacher_model=teacher, args=training_args, train_dataset=train,
         eval_dataset=val, data_collator=ImageCollator(
             image_transform(student), args.image_column, args.label_column,
-            skip_bad_images=args.skip_bad_images),
+            skip_bad_images=args.skip_bad_images, keep_slots=True),
         compute_metrics=top1_metrics,
     )  # fmt: skip
     if resume is not None:  # another model's weights: refused before any training
@@ -167,7 +167,11 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
     after = trainer.evaluate()["eval_top1"]  # the best model, loaded at the end
     report = _report(section, args, before, after, history, teacher_info)
     skipped = sorted(trainer.skipped_images)
-    if skipped:  # --skip-bad-images
+    if trainer.accelerator.num_processes > 1:  # every process's, named once
+        from accelerate.utils import gather_object
+
+        skipped = sorted({name for part in gather_object([skipped]) for name in part})
+    if skipped and trainer.accelerator.is_main_process:  # --skip-bad-images
         print(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[:3]}")
         report["distillation"]["skipped_images"] = {"count": len(skipped), "first": skipped[:10]}
     report["distillation"]["processes"] = trainer.accelerator.num_processes
@@ -194,7 +198,7 @@ def _check_fresh_output(output: Path, run_dir: Path, overwrite: bool, inputs: li
     from ..training.checkpoints import last_complete_checkpoint
 
     try:
-        check_output_directory(output, overwrite, inputs)
+        check_output_directory(output, overwrite, inputs, in_place=True)
     except OutputExistsError as error:
         if last_complete_checkpoint(run_dir) is None:
             raise
@@ -236,8 +240,12 @@ def _clean_failed_run(output: Path, run_dir: Path, created: bool) -> None:
     """After a failure: drop what a rerun could not use (incomplete checkpoints, an empty
     checkpoints folder, the output folder if this run made it and left it empty); keep
     complete checkpoints, which ``--resume last`` continues from."""
+    import os
+
     from ..training.checkpoints import remove_incomplete
 
+    if int(os.environ.get("RANK", "0")) != 0:  # the main process saves: it alone cleans
+        return
     remove_incomplete(run_dir)
     for folder in (run_dir, output) if created else (run_dir,):
         if folder.is_dir() and not any(folder.iterdir()):

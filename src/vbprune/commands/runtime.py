@@ -50,15 +50,16 @@ def image_loader(
     collate = ImageCollator(image_transform(model), args.image_column, label_column,
                             skip_bad_images=args.skip_bad_images)  # fmt: skip
     loader = make_loader(dataset, collate, args.batch_size, args.num_workers, accelerator)
-    return SkippedImages(loader)
+    return SkippedImages(loader, accelerator)
 
 
 class SkippedImages:
     """A loader's batches without the names of the images the collator skipped
     (``--skip-bad-images``), which it counts; batches left with no image are dropped."""
 
-    def __init__(self, loader: torch.utils.data.DataLoader):
+    def __init__(self, loader: torch.utils.data.DataLoader, accelerator: Accelerator):
         self.loader = loader
+        self.accelerator = accelerator
         self.names: list[str] = []
         self.images = 0  # read and kept
 
@@ -73,12 +74,17 @@ class SkippedImages:
                 yield batch
 
     def report(self) -> dict[str, Any] | None:
-        """What the report records: how many images were skipped (each once, however
-        often the loader was read), and the first few names; printed too."""
+        """What the report records: how many images every process skipped (each once,
+        however often the loader was read), and the first few names; printed once."""
         names = list(dict.fromkeys(self.names))
+        if self.accelerator.num_processes > 1:  # a collective: every process calls it
+            from accelerate.utils import gather_object
+
+            names = list(dict.fromkeys(n for part in gather_object([names]) for n in part))
         if not names:
             return None
-        print(f"skipped {len(names)} unreadable image(s), e.g. {names[:3]}")
+        if self.accelerator.is_main_process:
+            print(f"skipped {len(names)} unreadable image(s), e.g. {names[:3]}")
         return {"count": len(names), "first": names[:10]}
 
 

@@ -38,8 +38,8 @@ def shard_for_process(
 
 
 class _Positions(torch.utils.data.Dataset):
-    """A map-style shard whose examples carry their index in the whole split
-    (``"__index__"``), to name an image in messages."""
+    """A map-style shard whose examples carry their position in the data as loaded
+    (after shuffling and ``num_samples``; ``"__index__"``), to name an image in messages."""
 
     def __init__(self, dataset, offset: int):
         self.dataset, self.offset = dataset, offset
@@ -50,9 +50,16 @@ class _Positions(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {**self.dataset[index], "__index__": self.offset + index}
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        # a batch in one read, as datasets.Dataset does (one row at a time is 2.5x slower)
+        fetch = getattr(self.dataset, "__getitems__", None)
+        rows = fetch(indices) if fetch is not None else [self.dataset[i] for i in indices]
+        return [{**row, "__index__": self.offset + i} for row, i in zip(rows, indices)]
+
 
 def _indexed(dataset, accelerator):
-    """This process's shard, its examples numbered by their index in the split."""
+    """This process's shard, its examples numbered by their position in the data as
+    loaded (streams: in the stream, or in a worker's part of it with several workers)."""
     import datasets
 
     rank, world = (0, 1) if accelerator is None else (
@@ -76,8 +83,8 @@ def make_loader(
 
     With a stream and several workers, workers read different stream shards, so which
     samples a truncated stream yields depends on ``num_workers`` (never on the number
-    of processes); none is read twice. Examples carry their index in the split
-    (``"__index__"``), which error messages name.
+    of processes); none is read twice. Examples carry their position in the data as
+    loaded (``"__index__"``), which error messages name.
     """
     dataset = _indexed(dataset, accelerator)
     return torch.utils.data.DataLoader(

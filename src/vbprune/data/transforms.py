@@ -104,10 +104,14 @@ def read_image(value: Any, where: str) -> Any:
 
     try:
         if isinstance(value, dict):
-            data = value.get("bytes")
-            value = Image.open(io.BytesIO(data) if data is not None else value["path"])
+            data, path = value.get("bytes"), value.get("path")
+            if data is None and path is None:
+                raise ValueError("the image is empty")
+            value = Image.open(io.BytesIO(data) if data is not None else path)
+        if value is None:
+            raise ValueError("the image is missing (None)")
         return value.convert("RGB")  # decodes every pixel: a truncated file fails here
-    except (OSError, ValueError, SyntaxError, KeyError) as error:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(f"cannot read image {where}: {error}; {SKIP_HINT}") from None
 
 
@@ -160,8 +164,9 @@ class ImageCollator:
     Examples that already hold ``pixel_values`` (see :func:`with_image_transform`) are
     stacked as they are. Images are decoded here (from PIL images or undecoded
     ``datasets`` images): an unreadable one raises a :class:`~vbprune.DatasetError`
-    naming its file and index, or with ``skip_bad_images`` is left out and named in the
-    batch's ``"skipped"`` list (a batch of only bad images has zero images).
+    naming its file and position, or with ``skip_bad_images`` is left out and named in
+    the batch's ``"skipped"`` list (a batch of only bad images has zero images); with
+    ``keep_slots`` it stays as a black image labelled -100 instead.
     """
 
     def __init__(
@@ -170,40 +175,52 @@ class ImageCollator:
         image_column: str = "image",
         label_column: str | None = "label",
         skip_bad_images: bool = False,
+        keep_slots: bool = False,
     ):
         self.transform = transform
         self.image_column = image_column
         self.label_column = label_column
         self.skip_bad_images = skip_bad_images
-        self._shape: tuple[int, ...] | None = None  # of a good image: for an empty batch
+        # evaluation across processes needs equal batch sizes: a skipped image keeps its
+        # slot as a black image labelled -100 (ignored by the loss and the metrics)
+        self.keep_slots = keep_slots
+        self._shape: tuple[int, ...] | None = None
+
+    def _blank(self) -> torch.Tensor:
+        """What a skipped image leaves: zeros the shape the transform gives."""
+        if self._shape is None:  # per DataLoader worker: ask the transform itself
+            from PIL import Image
+
+            self._shape = tuple(self.transform(Image.new("RGB", (64, 64))).shape)
+        return torch.zeros(self._shape)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        images, kept, skipped = [], [], []
+        images, labels, skipped = [], [], []
         for example in examples:
             pixels = example.get("pixel_values")
-            if pixels is None and example.get("__bad__"):  # see with_image_transform
-                skipped.append(example["__bad__"])
-                continue
-            if pixels is None:
+            bad = example.get("__bad__") if pixels is None else None  # see with_image_transform
+            if pixels is None and bad is None:
                 where = image_name(example, self.image_column)
                 try:
                     pixels = self.transform(read_image(example[self.image_column], where))
                 except DatasetError:
                     if not self.skip_bad_images:
                         raise
-                    skipped.append(where)
+                    bad = where
+            if bad is not None:
+                skipped.append(bad)
+                if not self.keep_slots:
                     continue
+                pixels = self._blank()
             images.append(pixels)
-            kept.append(example)
+            if self.label_column is not None:
+                labels.append(-100 if bad is not None else int(example[self.label_column]))
         if images:
             self._shape = tuple(images[0].shape)
-        elif self._shape is None:
-            raise DatasetError(f"no image of the first batch can be read ({skipped[:3]})")
         batch: dict[str, Any] = {
-            "pixel_values": torch.stack(images) if images else torch.empty(0, *self._shape)
+            "pixel_values": torch.stack(images) if images else self._blank()[None][:0]
         }
         if self.label_column is not None:
-            labels = [int(ex[self.label_column]) for ex in kept]
             batch["labels"] = torch.tensor(labels, dtype=torch.int64)
         if skipped:
             batch["skipped"] = skipped

@@ -31,7 +31,10 @@ def is_local_path(spec: str) -> bool:
 
 
 def check_output_directory(
-    path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
+    path: str | Path,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path | None] = (),
+    in_place: bool = False,
 ) -> Path:
     """Fail early (before hours of work) if ``path`` holds something and may not be
     replaced, or cannot be created, or replacing it would remove the current folder or
@@ -41,9 +44,12 @@ def check_output_directory(
         OutputExistsError: (a ``FileExistsError``) for a file, a non-empty folder without
             ``overwrite``, a file where a parent folder should be, the current folder or
             one that holds it, or a folder that holds an input or lies inside one.
+        OutputNotWritableError: where the output is written cannot be: its parent (a
+            folder replaced whole, see :func:`atomic_directory`), or with ``in_place``
+            the folder itself when it exists (written into, as ``vbprune distill`` does).
     """
     path = Path(path)
-    check_parents(path)
+    check_parents(path, probe=path if in_place and path.is_dir() else None)
     target = path.expanduser().resolve()
     if target == Path.cwd() or target in Path.cwd().parents:
         raise OutputExistsError(
@@ -81,23 +87,30 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    try:  # Linux reports it: no need to change it, even for an instant
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)  # elsewhere reading it means setting it: put it straight back
     os.umask(mask)
     return mask
 
 
-def check_parents(path: str | Path) -> None:
+def check_parents(path: str | Path, probe: Path | None = None) -> None:
     """Refuse, before any work, an output whose folder cannot be written.
 
     Raises:
         OutputExistsError: if a parent of ``path`` is a file.
-        OutputNotWritableError: if the nearest existing parent cannot be written to
-            (read-only, no permission, or full): tested by writing a small file there.
+        OutputNotWritableError: if the nearest existing parent (or ``probe``) cannot be
+            written to (read-only, no permission, or full): tested by writing 4 KB there.
     """
     blocking = next((p for p in Path(path).parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise OutputExistsError(f"cannot write {path}: {blocking} is a file")
-    where = blocking if blocking is not None else Path.cwd()
+    where = probe or (blocking if blocking is not None else Path.cwd())
     try:  # os.access says yes to root on a read-only mount: really try
         with tempfile.NamedTemporaryFile(dir=where, prefix=".vbprune-probe-") as probe:
             probe.write(b"\0" * 4096)

@@ -3,7 +3,8 @@
 The Trainer writes ``checkpoint-N/`` in place: the weights first, then the optimizer,
 scheduler and random states, and ``trainer_state.json`` last. A run killed (or a disk
 filled) while saving leaves a folder without a readable ``trainer_state.json``: such a
-folder is incomplete and never resumed from.
+folder is incomplete and never resumed from. (A power cut after the write but before
+the disk flushed it is beyond this check.)
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def is_complete(checkpoint: Path) -> bool:
-    """Whether a Trainer checkpoint folder was saved to the end (its weights and a
-    ``trainer_state.json`` that parses, written last)."""
-    if not (checkpoint / "model.safetensors").is_file():
-        return False
+    """Whether a Trainer checkpoint folder was saved to the end: its
+    ``trainer_state.json``, written after the weights (single-file, sharded, FSDP or
+    DeepSpeed alike), parses."""
     try:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
     except (OSError, ValueError):
@@ -53,8 +53,8 @@ def check_complete(checkpoint: Path) -> None:
     """
     if not is_complete(checkpoint):
         raise CheckpointError(
-            f"checkpoint {checkpoint} is incomplete (no model.safetensors or readable "
-            "trainer_state.json: the run stopped while saving it); resume from an earlier one"
+            f"checkpoint {checkpoint} is incomplete (no readable trainer_state.json: the run "
+            "stopped while saving it); resume from an earlier one"
         )
 
 

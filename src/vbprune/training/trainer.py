@@ -22,6 +22,8 @@ from ..architectures.interface import logits_of, num_classes
 from ..core.errors import ConfigError
 from .losses import distillation_loss
 
+IGNORED = -100  # the label of a skipped image's slot (as cross-entropy's ignore_index)
+
 
 @dataclass
 class DistillationTrainingArguments(TrainingArguments):
@@ -103,7 +105,10 @@ class DistillationTrainer(Trainer):
         # The Trainer's own loader reads the file's tensor names into the model with
         # strict=False: transformers 5 saves many models under other names, so most
         # tensors silently stayed at the last epoch. Load every one, or fail.
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # sharded: the Trainer's way
+            return super()._load_best_model()
         self._load_weights(self.state.best_model_checkpoint)
+        return None
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if (
@@ -129,16 +134,22 @@ class DistillationTrainer(Trainer):
         self.skipped_images.update(inputs.pop("skipped", []))
         pixel_values, labels = inputs["pixel_values"], inputs.get("labels")
         outputs = model(pixel_values=pixel_values)
-        if len(pixel_values) == 0:  # every image of the batch was unreadable and skipped
-            loss = logits_of(outputs).sum()  # zero, and no gradient: a step that does nothing
-            return (loss, outputs) if return_outputs else loss
+        logits = logits_of(outputs)
         with torch.no_grad():
             self.teacher.eval()  # Trainer.train() flips modules to train mode
             teacher_logits = logits_of(self.teacher(pixel_values=pixel_values))
+        if labels is not None and bool((labels == IGNORED).any()):
+            # unreadable images kept their slots (ImageCollator(keep_slots=True)), so that
+            # every process's batch has the same size: left out of the loss
+            real = labels != IGNORED
+            logits, teacher_logits, labels = logits[real], teacher_logits[real], labels[real]
+        if len(logits) == 0:  # nothing to learn from: a zero loss, zero gradients
+            loss = logits_of(outputs).sum() * 0.0
+            return (loss, outputs) if return_outputs else loss
         args = self.args
         alpha = getattr(args, "alpha", 0.5)
         temperature = getattr(args, "temperature", 2.0)
-        loss = distillation_loss(logits_of(outputs), teacher_logits, labels, alpha, temperature)
+        loss = distillation_loss(logits, teacher_logits, labels, alpha, temperature)
         return (loss, outputs) if return_outputs else loss
 
 
@@ -149,4 +160,6 @@ def top1_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
     logits = logits[0] if isinstance(logits, tuple) else logits
     predictions = torch.as_tensor(logits).argmax(-1)
     labels = torch.as_tensor(eval_prediction.label_ids)
+    real = labels != IGNORED  # the slots of skipped unreadable images are not scored
+    predictions, labels = predictions[real], labels[real]
     return {"top1": float((predictions == labels).float().mean()), "samples": len(labels)}
