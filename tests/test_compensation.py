@@ -302,3 +302,24 @@ def test_obs_criterion_prunes_with_ls_and_keeps_the_counts(images):
         errors[criterion] = sum(lost["ls"] * energy[name]
                                 for name, lost in result.lost_variance.items())  # fmt: skip
     assert errors["obs"] < 0.9 * errors["variance"]
+
+
+@pytest.mark.parametrize("criterion", ["variance", "obs"])
+def test_a_saved_least_squares_plan_replays_to_identical_outputs(images, tmp_path, criterion):
+    import json
+
+    torch.manual_seed(0)
+    model = randomize(FAMILIES["timm-vit"]())
+    stats = vbprune.VarianceCalibrator(model, covariance=True).run([images])
+    pruned = copy.deepcopy(model)
+    result = vbprune.prune_model(pruned, stats, ratio=0.6, criterion=criterion, compensate="ls")
+    (tmp_path / "plan.json").write_text(json.dumps(result.plan.to_dict()))
+    stats.save(tmp_path / "stats.safetensors")
+    # another process, later: the plan and the statistics file are all it needs
+    plan = vbprune.PruningPlan.from_dict(json.loads((tmp_path / "plan.json").read_text()))
+    replayed = copy.deepcopy(model)
+    vbprune.apply_plan(
+        replayed, plan, stats=vbprune.ActivationStats.load(tmp_path / "stats.safetensors")
+    )
+    assert plan.config.compensate == "ls" and plan.config.criterion == criterion
+    assert torch.equal(logits(replayed, images), logits(pruned, images))
