@@ -262,3 +262,38 @@ def test_a_pruned_transformers_config_describes_the_pruned_model(images, tmp_pat
 
     again = load_model(str(tmp_path / "plain"))
     assert torch.equal(logits(again, images), logits(model, images))
+
+
+def pruned_saved(family: str, images, folder):
+    torch.manual_seed(0)
+    model = randomize(FAMILIES[family]())
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), ratio=0.5)
+    vbprune.save_pretrained(model, folder)
+    return model
+
+
+def test_timm_keywords_pass_through_from_pretrained(images, tmp_path):
+    model = pruned_saved("timm-vit", images, tmp_path / "m")
+    five = vbprune.from_pretrained(tmp_path / "m", num_classes=5, drop_path_rate=0.1)
+    assert five.head.out_features == 5 and five(images).shape == (4, 5)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    loaded = five.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in kept.items())  # every other weight
+    assert five.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
+    assert [s.width for s in vbprune.find_mlp_sites(five)] == [
+        s.width for s in vbprune.find_mlp_sites(model)]  # fmt: skip
+    headless = vbprune.from_pretrained(tmp_path / "m", num_classes=0)
+    assert headless(images).shape == (4, model.num_features)
+    with pytest.raises(vbprune.ConfigError, match="features_only is not supported"):
+        vbprune.from_pretrained(tmp_path / "m", features_only=True)
+
+
+def test_transformers_num_labels_change_with_ignore_mismatched_sizes(images, tmp_path):
+    model = pruned_saved("hf-vit", images, tmp_path / "m")
+    with pytest.raises(vbprune.CheckpointError, match="ignore_mismatched_sizes=True"):
+        vbprune.from_pretrained(tmp_path / "m", num_labels=5)
+    five = vbprune.from_pretrained(tmp_path / "m", num_labels=5, ignore_mismatched_sizes=True)
+    assert five.config.num_labels == 5 and five(images).logits.shape == (4, 5)
+    loaded = five.state_dict()
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    assert all(torch.equal(loaded[k], v) for k, v in kept.items())

@@ -104,27 +104,38 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise HubError(f"cannot download {repo_id!r} from the Hub: {error}") from error
 
 
-def from_pretrained(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:
+def from_pretrained(
+    path_or_repo_id: str | Path, revision: str | None = None, **model_kwargs: Any
+) -> nn.Module:
     """Load a pruned (or plain) model saved by :func:`save_pretrained`, in eval mode.
 
     Args:
         path_or_repo_id: A local folder or a Hub repo id.
         revision: Branch, tag or commit on the Hub.
+        **model_kwargs: What the library's own loading takes. A timm model's
+            ``timm.create_model`` arguments, e.g. ``num_classes=5`` (a new, freshly
+            initialised head; every other weight loaded) or ``drop_path_rate=0.1``. A
+            transformers model's ``from_pretrained`` and config arguments, e.g.
+            ``num_labels=5, ignore_mismatched_sizes=True``.
+
+    Example:
+        >>> model = vbprune.from_pretrained("deit_s_vbp50", num_classes=10)  # fine-tune
 
     Raises:
         MissingInputError: (a ``FileNotFoundError``) no folder, no ``config.json`` or no
             ``model.safetensors``.
         CheckpointError: (a ``ValueError``) weights whose shapes do not match the
-            recorded widths, or a config of a family vbprune does not know.
+            recorded widths (or a new head without ``ignore_mismatched_sizes``), or a
+            config of a family vbprune does not know.
     """
     folder, config = _read_config(str(path_or_repo_id), revision)
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise MissingInputError(f"{path_or_repo_id} has no model.safetensors")
     if is_timm_config(config):  # timm's format
-        return load_timm(folder, config, weights)
+        return load_timm(folder, config, weights, **model_kwargs)
     check_hf_config(config, str(path_or_repo_id))
-    return load_hf(folder, str(path_or_repo_id))
+    return load_hf(folder, str(path_or_repo_id), **model_kwargs)
 
 
 def build_architecture(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:

@@ -157,20 +157,30 @@ def _legacy_config_and_class(values: dict[str, Any]) -> tuple[Any, type]:
     return config, model_class
 
 
-def load_hf(folder: Path, where: str) -> nn.Module:
+def load_hf(folder: Path, where: str, **kwargs: Any) -> nn.Module:
     """A transformers checkpoint with its weights; refuses any weight left uninitialised.
+
+    ``kwargs`` go to the config where it has them (``num_labels=5``, ...), the rest to
+    ``from_pretrained``; with ``ignore_mismatched_sizes=True`` a head of another size is
+    newly initialised, as transformers does.
 
     Raises:
         CheckpointError: weights whose shapes or names do not match the config.
     """
     config, model_class = _config_and_class(folder)
+    for name in [k for k in kwargs if k == "num_labels" or hasattr(config, k)]:
+        setattr(config, name, kwargs.pop(name))
     try:
         model, info = model_class.from_pretrained(
-            str(folder), config=config, output_loading_info=True
+            str(folder), config=config, output_loading_info=True, **kwargs
         )
     except (RuntimeError, ValueError) as error:  # sizes; widths the model cannot take
-        raise CheckpointError(f"{where}: weights do not match the config: {error}") from error
-    problems = {k: sorted(v)[:3] for k, v in info.items() if v and k != "error_msgs"}
+        hint = "" if kwargs.get("ignore_mismatched_sizes") else (
+            " (for a head of another size pass ignore_mismatched_sizes=True)")  # fmt: skip
+        raise CheckpointError(f"{where}: weights do not match the config: {error}{hint}") from error
+    accepted = {"error_msgs"} | ({"mismatched_keys"} if kwargs.get("ignore_mismatched_sizes")
+                                  else set())  # fmt: skip
+    problems = {k: sorted(v)[:3] for k, v in info.items() if v and k not in accepted}
     if problems:  # transformers would initialise missing weights randomly: refuse
         raise CheckpointError(f"{where}: weights do not match the model: {problems}")
     return model.eval()

@@ -87,17 +87,29 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
         )
 
 
-def build_timm(folder: Path, config: dict[str, Any]) -> tuple[nn.Module, dict | None]:
+def build_timm(
+    folder: Path, config: dict[str, Any], **overrides: Any
+) -> tuple[nn.Module, dict | None]:
     """The base timm architecture of a saved model and its upgraded ``vbprune`` section
-    (``None`` for a plain timm checkpoint); not yet resized nor loaded.
+    (``None`` for a plain timm checkpoint); not yet resized nor loaded. ``overrides``
+    replace recorded ``timm.create_model`` arguments.
 
     Raises:
         CheckpointError: for an unknown timm architecture or argument.
+        ConfigError: for ``features_only`` (not supported yet).
     """
     import timm
 
+    if overrides.get("features_only"):
+        from ..core.errors import ConfigError
+
+        raise ConfigError(
+            "features_only is not supported for pruned timm models yet; use "
+            "model.forward_intermediates(x) or model.forward_features(x)"
+        )
     section = config.get(SECTION)
     model_args = (section or {}).get("model_args", config.get("model_args", {}))
+    model_args = {**model_args, **overrides}
     try:
         model = timm.create_model(config["architecture"], pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
@@ -110,16 +122,26 @@ def build_timm(folder: Path, config: dict[str, Any]) -> tuple[nn.Module, dict | 
     return model, section
 
 
-def load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module:
+def load_timm(folder: Path, config: dict[str, Any], weights: Path, **overrides: Any) -> nn.Module:
     """A timm checkpoint with its weights, at its recorded widths and precision.
+
+    ``overrides`` are ``timm.create_model`` arguments. A ``num_classes`` other than the
+    saved one gets timm's freshly initialised head (``num_classes=0``: none); every other
+    weight is loaded.
 
     Raises:
         CheckpointError: weights whose shapes do not match the recorded widths.
     """
     from safetensors.torch import load_file
 
-    model, section = build_timm(folder, config)
+    model, section = build_timm(folder, config, **overrides)
     state = load_file(str(weights))
+    saved_args = (section or {}).get("model_args", config.get("model_args", {}))
+    new_head = "num_classes" in overrides and overrides["num_classes"] != saved_args.get(
+        "num_classes", config.get("num_classes", model.pretrained_cfg.get("num_classes"))
+    )
+    if new_head:  # the saved head does not fit (timm drops it too when it loads weights)
+        state = _without_head(state, model)
     # A checkpoint saved in bf16/fp16 loads in that precision, not upcast to float32.
     floating = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(floating) == 1:
@@ -127,10 +149,27 @@ def load_timm(folder: Path, config: dict[str, Any], weights: Path) -> nn.Module:
     if section is not None:
         shapes = {key: tuple(t.shape) for key, t in state.items()}
         apply_widths(model, section["widths"], shapes, str(folder))
+    head = {}
+    if new_head:  # only then: a checkpoint that lacks its head is an error, not a new head
+        head = {k: v for k, v in model.state_dict().items() if _in_head(k, model)}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict({**state, **head}, strict=True)  # the new head as built
     except RuntimeError as error:
         raise CheckpointError(
             f"{folder}: weights do not match the recorded widths: {error}"
         ) from error
     return model.eval()
+
+
+def _head_names(model: nn.Module) -> tuple[str, ...]:
+    classifier = model.pretrained_cfg.get("classifier") or "head"
+    return (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+
+def _in_head(key: str, model: nn.Module) -> bool:
+    return any(key == name or key.startswith(f"{name}.") for name in _head_names(model))
+
+
+def _without_head(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` without the classifier's tensors (``pretrained_cfg["classifier"]``)."""
+    return {key: value for key, value in state.items() if not _in_head(key, model)}
