@@ -297,3 +297,27 @@ def test_transformers_num_labels_change_with_ignore_mismatched_sizes(images, tmp
     loaded = five.state_dict()
     kept = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
     assert all(torch.equal(loaded[k], v) for k, v in kept.items())
+
+
+@pytest.mark.parametrize("family", ["hf-vit", "hf-swin", "hf-convnext"])
+def test_from_config_of_a_pruned_config_initialises_every_weight(images, tmp_path, family):
+    """Stock transformers (trust_remote_code) builds the pruned widths, initialised like
+    the stock model: the same weight spread, zero biases, no leftover memory."""
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    model = pruned_saved(family, images, tmp_path / "m")
+    config = AutoConfig.from_pretrained(tmp_path / "m", trust_remote_code=True)
+    torch.manual_seed(1)
+    built = AutoModelForImageClassification.from_config(config, trust_remote_code=True)
+    assert {s.name: s.width for s in vbprune.find_mlp_sites(built)} == {
+        s.name: s.width for s in vbprune.find_mlp_sites(model)}  # fmt: skip
+    reference = FAMILIES[family]()  # the stock model, unpruned, freshly initialised
+    spread = {n: p.std() for n, p in reference.named_parameters() if p.dim() > 1}
+    for site in vbprune.find_mlp_sites(built):
+        for layer in (site.fc1, site.fc2):
+            weight = layer.weight.detach()
+            assert torch.isfinite(weight).all() and weight.abs().max() < 10
+            name = next(n for n, p in built.named_parameters() if p is layer.weight)
+            assert weight.std() == pytest.approx(float(spread[name]), rel=0.5), name
+            if layer.bias is not None:
+                assert not layer.bias.any(), name
