@@ -321,3 +321,96 @@ def test_from_config_of_a_pruned_config_initialises_every_weight(images, tmp_pat
             assert weight.std() == pytest.approx(float(spread[name]), rel=0.5), name
             if layer.bias is not None:
                 assert not layer.bias.any(), name
+
+
+TRUNK_LOAD = r"""
+import sys, json, torch
+sys.modules["vbprune"] = None  # stock transformers only
+from transformers import AutoModel
+results = {}
+for folder in sys.argv[1:]:
+    images = torch.load(folder + "/images.pt")
+    trunk, info = AutoModel.from_pretrained(folder, trust_remote_code=True,
+                                            output_loading_info=True)
+    with torch.no_grad():
+        out = trunk.eval()(images).last_hidden_state
+    results[folder] = {"trunk": (out - torch.load(folder + "/trunk.pt")).abs().max().item(),
+                       "missing": sorted(info["missing_keys"])}
+print(json.dumps(results))
+"""
+
+BACKBONE_LOAD = r"""
+import sys, json, torch
+sys.modules["vbprune"] = None  # stock transformers only
+from transformers import AutoBackbone
+results = {}
+for repo_id, folder in zip(sys.argv[1::2], sys.argv[2::2]):
+    backbone, info = AutoBackbone.from_pretrained(repo_id, trust_remote_code=True,
+                                                  output_loading_info=True)
+    reference, state = torch.load(folder + "/state.pt"), backbone.state_dict()
+    with torch.no_grad():
+        maps = backbone.eval()(torch.load(folder + "/images.pt")).feature_maps
+    results[repo_id] = {
+        "difference": max((v - reference[k]).abs().max().item() for k, v in state.items()
+                          if k in reference),
+        "loaded": sum(k in reference for k in state), "missing": sorted(info["missing_keys"]),
+        "maps": [list(m.shape) for m in maps]}
+print(json.dumps(results))
+"""
+
+
+def save_trunk_references(family: str, images, folder_root):
+    """A pruned model saved, with the inputs, its trunk's output and its weights (also
+    under the trunk's names without its prefix, as some backbones name them)."""
+    model = pruned(family, images)
+    folder = vbprune.save_pretrained(model, folder_root / family)
+    trunk_name = model.base_model_prefix
+    torch.save(images, folder / "images.pt")
+    with torch.no_grad():
+        torch.save(getattr(model, trunk_name).eval()(images).last_hidden_state,
+                   folder / "trunk.pt")  # fmt: skip
+    prefix, state = f"{trunk_name}.", model.state_dict()
+    # a backbone names the trunk's weights with the prefix (Swin) or without (ConvNeXt-V2)
+    stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    torch.save({**state, **stripped}, folder / "state.pt")
+    return folder
+
+
+def run_stock(script: str, args: list[str], tmp_path) -> dict:
+    env = dict(os.environ, HF_HOME=os.environ.get("HF_HOME", str(tmp_path / "hf_home")))
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_pruned_trunk_loads_with_stock_automodel(images, tmp_path):
+    """AutoModel (the trunk without head) of a pruned classifier's checkpoint, in a fresh
+    process where vbprune cannot be imported; ViT needs transformers 5's key renaming."""
+    folders = [str(save_trunk_references(f, images, tmp_path))
+               for f in ("hf-vit", "hf-swin", "hf-convnextv2")]  # fmt: skip
+    results = run_stock(TRUNK_LOAD, folders, tmp_path)
+    for folder in folders:
+        entry = results[folder]
+        assert entry["trunk"] < 1e-5, (folder, entry)
+        # nothing newly initialised but what the classifier never had (ViT's pooler)
+        assert all(k.startswith("pooler.") for k in entry["missing"]), (folder, entry)
+
+
+@pytest.mark.slow
+def test_pruned_backbone_loads_from_the_hub_with_stock_autobackbone(images, tmp_path, local_hub):
+    """AutoBackbone of a pruned Swin / ConvNeXt-V2 pushed to a Hub (transformers 5.24's
+    AutoBackbone asks the Hub whether a repo exists even for a local folder, so a local
+    folder fails for stock models too)."""
+    args = []
+    for family in ("hf-swin", "hf-convnextv2"):
+        folder = save_trunk_references(family, images, tmp_path)
+        vbprune.push_folder(folder, f"tester/{family}")
+        args += [f"tester/{family}", str(folder)]
+    results = run_stock(BACKBONE_LOAD, args, tmp_path)
+    for repo_id in args[::2]:
+        entry = results[repo_id]
+        assert entry["difference"] == 0.0 and entry["loaded"] > 10, (repo_id, entry)
+        assert all("norm" in k for k in entry["missing"]), (repo_id, entry)  # its own norms
+        assert entry["maps"], repo_id

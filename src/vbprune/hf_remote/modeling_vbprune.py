@@ -26,8 +26,12 @@ def resize_mlps(model, widths, layout):
     """Give the MLPs of a freshly built ``model`` the recorded ``widths``.
 
     Only shapes change here (the first ``width`` neurons are kept); the weights load next.
+    The paths are those of the class that was saved (``vit.layers.0.mlp.fc1`` for an image
+    classifier); the base model or a backbone of the same checkpoint (``AutoModel``,
+    ``AutoBackbone``) holds them without the ``base_model_prefix``.
     """
     modules = dict(model.named_modules())
+    layout = _rooted(layout, modules, getattr(model, "base_model_prefix", ""))
     missing = sorted({p for parts in layout.values() for p in _paths(parts)} - set(modules))
     if missing or set(widths) != set(layout):
         raise ValueError(
@@ -57,6 +61,26 @@ def _paths(parts):
     return [*parts["fc1"], parts["fc2"], *parts["channels"]]
 
 
+def _rooted(layout, modules, prefix):
+    """``layout`` with ``prefix.`` dropped from its paths when that is how this model
+    names them (a base model or backbone loading a head model's checkpoint)."""
+    paths = [p for parts in layout.values() for p in _paths(parts)]
+    if not prefix or all(p in modules for p in paths):
+        return layout
+    start = prefix + "."
+    if not all(p.startswith(start) and p[len(start) :] in modules for p in paths):
+        return layout  # reported as not fitting by the caller
+
+    def strip(path):
+        return path[len(start) :]
+
+    return {
+        name: {**parts, "fc1": [strip(p) for p in parts["fc1"]], "fc2": strip(parts["fc2"]),
+               "channels": [strip(p) for p in parts["channels"]]}
+        for name, parts in layout.items()
+    }  # fmt: skip
+
+
 class PrunedMixin:
     """Build the stock model, then resize its MLPs to ``config.mlp_widths``."""
 
@@ -78,7 +102,34 @@ def pruned_class(name):
             raise AttributeError(f"transformers has no model class {name!r}")
         doc = f"{name} with MLPs resized to ``config.mlp_widths`` (pruned by vbprune)."
         _CLASSES[name] = type(name, (PrunedMixin, base), {"__module__": __name__, "__doc__": doc})
+        _keep_key_renaming(name, base.config_class.model_type)
     return _CLASSES[name]
+
+
+def _keep_key_renaming(name, model_type):
+    """Let transformers rename this family's checkpoint keys for the twin ``name`` too.
+
+    transformers 5 renames old key names at load (ViT's ``encoder.layer.0.attention.
+    attention.query`` -> ``layers.0.attention.q_proj``) but skips classes loaded as remote
+    code unless their mapping is registered by the user: a twin that is the root model
+    (``AutoModel``, ``AutoBackbone``) would leave those weights newly initialised. This
+    registers transformers' own mapping (of the class, else of the family's base model,
+    whose module names a backbone shares) under the twin's name, unchanged.
+    """
+    try:
+        from transformers import conversion_mapping
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+    except ImportError:  # transformers 4: no renaming to keep
+        return
+    if name in conversion_mapping.USER_REGISTERED_MAPPINGS:
+        return
+    base_name = MODEL_MAPPING_NAMES.get(model_type)
+    base_name = base_name[0] if isinstance(base_name, tuple) else base_name
+    for source in (name, model_type, base_name):
+        mapping = conversion_mapping.get_checkpoint_conversion_mapping(source) if source else None
+        if mapping is not None:
+            conversion_mapping.register_checkpoint_conversion_mapping(name, mapping, overwrite=True)
+            return
 
 
 def __getattr__(name):

@@ -28,6 +28,11 @@ _AUTO_CLASSES = {
     "AutoModelForImageClassification": "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
     "AutoModel": "MODEL_MAPPING_NAMES",
 }
+# the family's base model and backbone, by model type
+_FAMILY_AUTO_CLASSES = {
+    "AutoModel": "MODEL_MAPPING_NAMES",
+    "AutoBackbone": "MODEL_FOR_BACKBONE_MAPPING_NAMES",
+}
 
 
 def register_auto_classes() -> None:
@@ -39,7 +44,10 @@ def _stock_class(model: nn.Module) -> type:
     return next(c for c in type(model).__mro__ if c.__module__.startswith("transformers."))
 
 
-def _auto_map(class_name: str) -> dict[str, str]:
+def _auto_map(class_name: str, model_type: str) -> dict[str, str]:
+    """``auto_map`` entries for the saved class and, of the same model type, its base
+    model (``AutoModel``) and backbone (``AutoBackbone``, where the family has one): all
+    pruned twins from ``modeling_vbprune``, all reading the same weights."""
     from transformers.models.auto import modeling_auto
 
     auto_map = {}
@@ -47,6 +55,11 @@ def _auto_map(class_name: str) -> dict[str, str]:
         names = getattr(modeling_auto, mapping).values()
         if any(class_name == n or (isinstance(n, tuple) and class_name in n) for n in names):
             auto_map[auto] = f"modeling_vbprune.{class_name}"
+    for auto, mapping in _FAMILY_AUTO_CLASSES.items():
+        name = getattr(modeling_auto, mapping).get(model_type)
+        name = name[0] if isinstance(name, tuple) else name
+        if name and auto not in auto_map:
+            auto_map[auto] = f"modeling_vbprune.{name}"
     return auto_map or {"AutoModel": f"modeling_vbprune.{class_name}"}
 
 
@@ -59,7 +72,7 @@ def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.mlp_widths, config.mlp_layout = mlp_records(model)
     config.architectures = [stock.__name__]
-    config.auto_map = _auto_map(stock.__name__)
+    config.auto_map = _auto_map(stock.__name__, config.model_type)
     setattr(config, SECTION, section)
     with torch.device("meta"):
         pruned = pruned_class(stock.__name__)(config)  # shapes only; weights from ``model``
