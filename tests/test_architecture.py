@@ -88,7 +88,7 @@ LAYERS = [
     {"calibration", "pruning"},
     {"io"},
     {"data", "training", "evaluation"},
-    {"_digits"},
+    {"_digits", "_timm_hook"},
     {"commands"},
     {"cli"},
     {"", "__main__"},  # the package's __init__ and `python -m vbprune`

@@ -20,7 +20,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _timm_hook
 from ._version import __version__
+
+# pruned timm checkpoints load with timm.create_model: the entry is registered with timm
+# now if timm is loaded, else as soon as it is (timm itself is not imported here)
+_timm_hook.install()
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -16,6 +16,7 @@ from ..architectures.interface import timm_built_size
 from ..architectures.widths import apply_widths
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
+from .timm_entry import ENTRY, ENTRY_ARGS, entry_model_args, register
 from .weights import shape_differences
 
 
@@ -25,6 +26,9 @@ def _model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[
     recorded = getattr(model, "vbprune_model_args", None)
     if recorded is not None:
         return dict(recorded)
+    built = getattr(model, "_model_args", None) or {}  # timm.create_model's, set by timm
+    if "base_architecture" in built:  # built by timm through vbprune's entry
+        return {k: v for k, v in built.items() if k not in ENTRY_ARGS}
     args: dict[str, Any] = {"num_classes": model.num_classes}
     built_for = timm_built_size(model)
     if built_for is not None:
@@ -51,10 +55,23 @@ def save_timm(
     args = _model_args(model, model_args)
     _check_rebuilds(model, args, section["widths"])
     section = {**section, "model_args": args}
+    # timm builds it through vbprune's entry (timm.create_model("local-dir:..."));
+    # the base architecture and its arguments stay in the vbprune section too
+    fc2_bias = [s.name for s in find_mlp_sites(model) if s.fc2.bias is not None]
+    entry_args = entry_model_args(architecture(model), section["widths"], fc2_bias, args)
     save_for_hf(
-        model, str(directory), model_config={SECTION: section}, model_args=args,
-        safe_serialization=True,
+        model, str(directory), model_config={SECTION: section, "architecture": ENTRY},
+        model_args=entry_args, safe_serialization=True,
     )  # fmt: skip
+
+
+def architecture(model: nn.Module) -> str:
+    """The timm architecture a model was built from (the base one, for a model timm built
+    through vbprune's entry)."""
+    name = model.pretrained_cfg["architecture"]
+    if name == ENTRY:
+        name = (getattr(model, "_model_args", None) or {}).get("base_architecture", name)
+    return name
 
 
 def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[str, int]) -> None:
@@ -62,7 +79,7 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
     device, no memory) from the recorded name, args and widths and compare every shape."""
     import timm
 
-    name = model.pretrained_cfg["architecture"]
+    name = architecture(model)
     try:
         with torch.device("meta"):
             rebuilt = timm.create_model(name, pretrained=False, **args)
@@ -100,18 +117,24 @@ def build_timm(
     """
     import timm
 
-    if overrides.get("features_only"):
+    if overrides.get("features_only"):  # a checkpoint older than timm-native loading
         from ..core.errors import ConfigError
 
         raise ConfigError(
-            "features_only is not supported for pruned timm models yet; use "
-            "model.forward_intermediates(x) or model.forward_features(x)"
+            f"{folder} was saved before vbprune 0.3: features_only needs it saved again "
+            "(vbprune.save_pretrained(vbprune.from_pretrained(path), new_path)); or use "
+            "model.forward_intermediates(x)"
         )
     section = config.get(SECTION)
-    model_args = (section or {}).get("model_args", config.get("model_args", {}))
+    recorded = dict(config.get("model_args", {}))
+    architecture = config["architecture"]
+    if architecture == ENTRY:  # 0.3: timm's own loading goes through vbprune's entry
+        architecture = recorded.get("base_architecture", architecture)
+        recorded = {k: v for k, v in recorded.items() if k not in ENTRY_ARGS}
+    model_args = (section or {}).get("model_args", recorded)
     model_args = {**model_args, **overrides}
     try:
-        model = timm.create_model(config["architecture"], pretrained=False, **model_args)
+        model = timm.create_model(architecture, pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise CheckpointError(f"{folder}: unknown timm architecture: {error}") from error
     if section is not None:  # warned of once the architecture is known to build
@@ -134,6 +157,11 @@ def load_timm(folder: Path, config: dict[str, Any], weights: Path, **overrides: 
     """
     from safetensors.torch import load_file
 
+    if overrides.get("features_only") and config.get("architecture") == ENTRY:
+        import timm  # a feature extractor: timm's own wrapping, through vbprune's entry
+
+        register()
+        return timm.create_model(f"local-dir:{folder}", pretrained=True, **overrides).eval()
     model, section = build_timm(folder, config, **overrides)
     state = load_file(str(weights))
     saved_args = (section or {}).get("model_args", config.get("model_args", {}))
