@@ -326,7 +326,7 @@ def test_from_config_of_a_pruned_config_initialises_every_weight(images, tmp_pat
 TRUNK_LOAD = r"""
 import sys, json, torch
 sys.modules["vbprune"] = None  # stock transformers only
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForImageClassification
 results = {}
 for folder in sys.argv[1:]:
     images = torch.load(folder + "/images.pt")
@@ -336,6 +336,13 @@ for folder in sys.argv[1:]:
         out = trunk.eval()(images).last_hidden_state
     results[folder] = {"trunk": (out - torch.load(folder + "/trunk.pt")).abs().max().item(),
                        "missing": sorted(info["missing_keys"])}
+    # a new head for fine-tuning: every other weight loaded
+    five, info = AutoModelForImageClassification.from_pretrained(
+        folder, trust_remote_code=True, num_labels=5, ignore_mismatched_sizes=True,
+        output_loading_info=True)
+    with torch.no_grad():
+        results[folder]["five"] = list(five.eval()(images).logits.shape)
+    results[folder]["five_missing"] = sorted(info["missing_keys"])
 print(json.dumps(results))
 """
 
@@ -396,6 +403,7 @@ def test_pruned_trunk_loads_with_stock_automodel(images, tmp_path):
         assert entry["trunk"] < 1e-5, (folder, entry)
         # nothing newly initialised but what the classifier never had (ViT's pooler)
         assert all(k.startswith("pooler.") for k in entry["missing"]), (folder, entry)
+        assert entry["five"] == [4, 5] and entry["five_missing"] == [], (folder, entry)
 
 
 @pytest.mark.slow
@@ -444,7 +452,8 @@ with torch.no_grad():
         "difference": (model(images) - torch.load(folder + "/logits.pt")).abs().max().item(),
         "widths": [s.width for s in vbprune.find_mlp_sites(fresh)],
         "five": list(five.eval()(images).shape),
-        "drop_path": five.blocks[-1].drop_path1.drop_prob,
+        "drop_path": max(m.drop_prob for m in five.modules()
+                         if type(m).__name__ == "DropPath"),
         "body_equal": all(torch.equal(v, model.state_dict()[k])
                           for k, v in five.state_dict().items() if not k.startswith("head.")),
         "maps": [list(m.shape) for m in features.eval()(images)],
@@ -453,9 +462,13 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("order", ["vbprune-first", "timm-first", "no-vbprune"])
-def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order):
-    model = pruned("timm-vit", images)
+@pytest.mark.parametrize(
+    "order, family",
+    [("vbprune-first", "timm-vit"), ("timm-first", "timm-vit"), ("no-vbprune", "timm-vit"),
+     ("vbprune-first", "timm-swin"), ("vbprune-first", "timm-convnext")],
+)  # fmt: skip
+def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order, family):
+    model = pruned(family, images)
     folder = vbprune.save_pretrained(model, tmp_path / "m")
     torch.save(images, folder / "images.pt")
     torch.save(logits(model, images), folder / "logits.pt")
@@ -469,8 +482,8 @@ def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order)
     assert result["difference"] < 1e-6  # timm loads every weight at the recorded widths
     assert result["widths"] == [s.width for s in vbprune.find_mlp_sites(model)]
     assert result["five"] == [4, 5] and result["body_equal"]  # timm's new head
-    assert result["drop_path"] == pytest.approx(0.1)
-    assert len(result["maps"]) == 2 and result["maps"][0][0] == 4
+    assert result["drop_path"] == pytest.approx(0.1)  # the deepest block's, as timm sets it
+    assert result["maps"] and all(m[0] == 4 for m in result["maps"])
 
 
 def test_a_model_timm_built_from_a_pruned_checkpoint_saves_again(images, tmp_path):
