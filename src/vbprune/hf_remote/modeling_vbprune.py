@@ -113,8 +113,9 @@ def _keep_key_renaming(name, model_type):
     attention.query`` -> ``layers.0.attention.q_proj``) but skips classes loaded as remote
     code unless their mapping is registered by the user: a twin that is the root model
     (``AutoModel``, ``AutoBackbone``) would leave those weights newly initialised. This
-    registers transformers' own mapping (of the class, else of the family's base model,
-    whose module names a backbone shares) under the twin's name, unchanged.
+    registers transformers' own mapping (of the class, or for a backbone of the family's
+    base model, whose module names it shares) under the twin's name, unchanged. A head
+    model needs nothing: its stock base submodule keeps its own, scoped renaming.
     """
     try:
         from transformers import conversion_mapping
@@ -125,7 +126,8 @@ def _keep_key_renaming(name, model_type):
         return
     base_name = MODEL_MAPPING_NAMES.get(model_type)
     base_name = base_name[0] if isinstance(base_name, tuple) else base_name
-    for source in (name, model_type, base_name):
+    root = name == base_name or name.endswith("Backbone")  # no stock base model inside
+    for source in (name, model_type, base_name) if root else (name,):
         mapping = conversion_mapping.get_checkpoint_conversion_mapping(source) if source else None
         if mapping is not None:
             conversion_mapping.register_checkpoint_conversion_mapping(name, mapping, overwrite=True)
