@@ -129,6 +129,7 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
         DistillationTrainingArguments,
         top1_metrics,
     )
+    from .runtime import skipped_report
 
     run_dir = output / "checkpoints"
     training_args = DistillationTrainingArguments(
@@ -166,14 +167,9 @@ def _train_and_save(args, output, student, teacher, train, val, resume, section,
     history = list(trainer.state.log_history)  # the per-epoch evaluations
     after = trainer.evaluate()["eval_top1"]  # the best model, loaded at the end
     report = _report(section, args, before, after, history, teacher_info)
-    skipped = sorted(trainer.skipped_images)
-    if trainer.accelerator.num_processes > 1:  # every process's, named once
-        from accelerate.utils import gather_object
-
-        skipped = sorted({name for part in gather_object([skipped]) for name in part})
-    if skipped and trainer.accelerator.is_main_process:  # --skip-bad-images
-        print(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[:3]}")
-        report["distillation"]["skipped_images"] = {"count": len(skipped), "first": skipped[:10]}
+    skipped = skipped_report(sorted(trainer.skipped_images), trainer.accelerator)
+    if skipped:  # --skip-bad-images
+        report["distillation"]["skipped_images"] = skipped
     report["distillation"]["processes"] = trainer.accelerator.num_processes
     if trainer.accelerator.is_main_process:
         best = trainer.model.model if hasattr(trainer.model, "model") else trainer.model

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -76,16 +77,23 @@ class SkippedImages:
     def report(self) -> dict[str, Any] | None:
         """What the report records: how many images every process skipped (each once,
         however often the loader was read), and the first few names; printed once."""
-        names = list(dict.fromkeys(self.names))
-        if self.accelerator.num_processes > 1:  # a collective: every process calls it
-            from accelerate.utils import gather_object
+        return skipped_report(self.names, self.accelerator)
 
-            names = list(dict.fromkeys(n for part in gather_object([names]) for n in part))
-        if not names:
-            return None
-        if self.accelerator.is_main_process:
-            print(f"skipped {len(names)} unreadable image(s), e.g. {names[:3]}")
-        return {"count": len(names), "first": names[:10]}
+
+def skipped_report(names: Iterable[str], accelerator: Accelerator) -> dict[str, Any] | None:
+    """The unreadable images every process skipped, each named once: printed once, and
+    ``{"count", "first"}`` for the report (``None`` if there were none). Every process
+    must call it (it gathers)."""
+    names = list(dict.fromkeys(names))
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        names = list(dict.fromkeys(n for part in gather_object([names]) for n in part))
+    if not names:
+        return None
+    if accelerator.is_main_process:
+        print(f"skipped {len(names)} unreadable image(s), e.g. {names[:3]}")
+    return {"count": len(names), "first": names[:10]}
 
 
 def check_label_count(dataset, label_column: str, model: torch.nn.Module, what: str) -> None:

@@ -44,11 +44,8 @@ def least_squares_correction(
     cov = cov.double()
     mean = mean.double()
     w2 = w2.double()
-    s_kk = cov[keep][:, keep]
     s_kp = cov[keep][:, pruned]
-    scale = s_kk.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
-    ridge = damping * scale * torch.eye(len(keep), dtype=torch.float64, device=cov.device)
-    a_t = torch.linalg.solve(s_kk + ridge, s_kp)  # (K, P) = A^T
+    a_t = torch.linalg.solve(damped(cov[keep][:, keep], damping), s_kp)  # (K, P) = A^T
     w_p = w2[:, pruned]  # (out, P)
     delta_w = w_p @ a_t.T  # (out, K)
     delta_b = w_p @ (mean[pruned] - a_t.T @ mean[keep])  # (out,)
@@ -144,10 +141,16 @@ def obs_removal_scores(
     return scores
 
 
+def damped(cov: Tensor, damping: float = DAMPING) -> Tensor:
+    """``S + lambda I`` with ``lambda = damping * mean(diag S)`` (the ridge of
+    :func:`least_squares_correction` and :func:`obs_removal_scores`)."""
+    scale = cov.diagonal().mean().clamp_min(torch.finfo(cov.dtype).tiny)
+    return cov + damping * scale * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+
+
 def _damped_inverse(cov: Tensor, damping: float) -> Tensor:
-    """``(S + lambda I)^-1`` with ``lambda = damping * mean(diag S)``, symmetric."""
-    scale = cov.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
-    damped = cov + damping * scale * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-    factor, info = torch.linalg.cholesky_ex(damped)
-    inv = torch.cholesky_inverse(factor) if int(info) == 0 else torch.linalg.inv(damped)
+    """``(S + lambda I)^-1`` (see :func:`damped`), symmetric."""
+    matrix = damped(cov, damping)
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    inv = torch.cholesky_inverse(factor) if int(info) == 0 else torch.linalg.inv(matrix)
     return (inv + inv.T) / 2  # symmetric to rounding, so the updates keep it so
