@@ -48,7 +48,11 @@ setup(
         "scikit-learn",  # its bundled digits train the demo's network
         "matplotlib",  # vbprune sweep's plot
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+    extras_require={
+        # torch.onnx.export (dynamo) needs onnx and onnxscript; onnxruntime runs the result
+        "onnx": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+        "dev": ["pytest>=8", "ruff>=0.6", "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+    },
     entry_points={"console_scripts": ["vbprune = vbprune.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

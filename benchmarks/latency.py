@@ -2,6 +2,8 @@
 
     python benchmarks/latency.py                      # DeiT-T/S/B at 0.45/0.50/0.55, CPU
     python benchmarks/latency.py --device cuda --dtype bfloat16 --batch-sizes 256 64 8 1
+    python benchmarks/latency.py --runtime onnxruntime   # exported, run by onnxruntime
+    python benchmarks/latency.py --runtime inductor      # torch.compile(model)
 
 For each model and batch size the dense model and the pruned ones run in turns (so drift
 on a shared machine hits all alike); the speedup is the median of the per-round ratios.
@@ -9,6 +11,11 @@ The MAC bound is dense MACs / pruned MACs: what the speedup would be if time fol
 MACs exactly. The goal is a speedup of at least 0.93 of that bound. ``--round-to 1 8``
 times, next to the exact widths, a pruned model whose every MLP width is a multiple of 8
 (same total within a few neurons).
+
+``--runtime`` says what runs both models: eager PyTorch (default), ``torch.compile``
+(inductor), or onnxruntime on each model exported with ``torch.onnx.export`` (dynamo, a
+dynamic batch; onnxruntime gets as many threads as torch has). Pruned models are
+ordinary models of their library, so the speedup should carry over to each.
 
 Weights are random (pretrained=False): they do not change the latency. The statistics
 are synthetic unless ``--stats`` gives real ones (``stats.safetensors`` of a ``vbprune
@@ -22,7 +29,10 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import tempfile
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import timm
 import torch
@@ -32,6 +42,26 @@ import vbprune
 
 PAPER = ["deit_tiny_patch16_224:0.45", "deit_small_patch16_224:0.5", "deit_base_patch16_224:0.55"]
 GOAL = 0.93
+
+
+def runner(model: torch.nn.Module, x: torch.Tensor, runtime: str, folder: Path) -> Callable:
+    """One forward of ``model`` on ``x`` as ``runtime`` runs it (built once, reused)."""
+    if runtime == "torch":
+        return partial(model, x)
+    if runtime == "inductor":
+        return partial(torch.compile(model), x)
+    import onnxruntime
+
+    path = folder / f"model-{id(model)}.onnx"
+    if not path.exists():  # one export per model, for every batch size
+        torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["images"],
+                          dynamic_shapes=({0: "batch"},))  # fmt: skip
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    providers = ["CUDAExecutionProvider"] if x.is_cuda else ["CPUExecutionProvider"]
+    session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+    feed = {"images": x.cpu().numpy()}
+    return partial(session.run, None, feed)
 
 
 def main() -> None:
@@ -44,11 +74,29 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=0.0, help="uneven synthetic widths")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--runtime", default="torch", choices=["torch", "inductor", "onnxruntime"])
     args = parser.parse_args()
+    if args.runtime == "onnxruntime" and args.dtype != "float32":
+        parser.error("--runtime onnxruntime times float32 exports only")
     if args.stats and len(args.models) != 1:
         parser.error("--stats holds the statistics of one model: give one --models entry")
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    print(describe(device, args.dtype))
+    print(describe(device, args.dtype) + f", runtime: {args.runtime}")
+    with tempfile.TemporaryDirectory(prefix="vbprune-latency-") as exports:
+        fractions = time_models(args, device, dtype, Path(exports))
+    print()
+    for round_to, values in fractions.items():
+        kind = "exact widths" if round_to == 1 else f"widths rounded to {round_to}"
+        met = sum(f >= GOAL for f in values)
+        print(f"{kind}: {met} of {len(values)} speedups reach {GOAL} of their MAC bound "
+              f"(median {statistics.median(values):.2f}, repeats {args.repeats})")  # fmt: skip
+
+
+def time_models(
+    args: argparse.Namespace, device: torch.device, dtype: torch.dtype, exports: Path
+) -> dict[int, list[float]]:
+    """Print a table row per model, width rounding and batch size; the fractions of the
+    MAC bound reached, by rounding."""
     print(
         "| model | ratio | MLP widths | batch | dense ms | pruned ms | speedup | MAC bound "
         "| of bound |\n|---|---|---|---|---|---|---|---|---|"
@@ -75,8 +123,8 @@ def main() -> None:
         dense = dense.to(device, dtype)
         for batch_size in args.batch_sizes:
             x = torch.randn(batch_size, 3, 224, 224, device=device, dtype=dtype)
-            runs = {"dense": partial(dense, x)}
-            runs.update({r: partial(m, x) for r, m in pruned.items()})
+            runs = {"dense": runner(dense, x, args.runtime, exports)}
+            runs.update({r: runner(m, x, args.runtime, exports) for r, m in pruned.items()})
             with torch.inference_mode():
                 times = interleaved_times(runs, args.repeats, cuda=device.type == "cuda")
             for round_to in pruned:
@@ -91,12 +139,7 @@ def main() -> None:
                     f"| {bounds[round_to]:.2f}x | {fraction:.2f} |",
                     flush=True,
                 )
-    print()
-    for round_to, values in fractions.items():
-        kind = "exact widths" if round_to == 1 else f"widths rounded to {round_to}"
-        met = sum(f >= GOAL for f in values)
-        print(f"{kind}: {met} of {len(values)} speedups reach {GOAL} of their MAC bound "
-              f"(median {statistics.median(values):.2f}, repeats {args.repeats})")  # fmt: skip
+    return fractions
 
 
 if __name__ == "__main__":

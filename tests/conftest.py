@@ -109,6 +109,10 @@ def local_hub(monkeypatch, tmp_path):
         # upload_folder, ... and the default cache of scan_cache_dir.
         monkeypatch.setattr(hf_api.api, "endpoint", endpoint)
         monkeypatch.setattr(_cache_manager, "HF_HUB_CACHE", str(cache))
+        # transformers keeps one HfApi, made on first use with the endpoint of that moment
+        from transformers.utils import hub as transformers_hub
+
+        monkeypatch.setattr(transformers_hub, "_hf_api", None)
         yield endpoint
 
 

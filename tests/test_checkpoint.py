@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,8 +15,26 @@ import vbprune
 from testing_utils import FAMILIES, logits, randomize
 
 
+def safetensors_keys(path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return list(handle.keys())
+
+
+def hf_dinov2():
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    return Dinov2ForImageClassification(Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=32, patch_size=8, num_labels=5))  # fmt: skip
+
+
+MODELS = {**FAMILIES, "hf-dinov2": hf_dinov2}  # DINOv2: a backbone family beyond the paper
+
+
 def pruned(family, images, ratio=0.4):
-    model = randomize(FAMILIES[family]())
+    model = randomize(MODELS[family]())
     stats = vbprune.VarianceCalibrator(model).run([images])
     vbprune.prune_model(model, stats, ratio)
     return model
@@ -79,10 +98,27 @@ def stock_differences(saved: dict, tmp_path) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_transformers_folders_load_with_stock_transformers_only(images, tmp_path):
+    """Every family loads in stock transformers. save_pretrained writes the old
+    (transformers 4) key names, which the pruned classes rename on load as the stock ones
+    do (``attention.attention.query`` -> ``attention.q_proj``); a checkpoint written with
+    transformers 5's in-memory names (a raw ``state_dict``) loads too."""
+    from safetensors.torch import save_file
+
     saved = {}
     for family in ("hf-vit", "hf-deit", "hf-swin", "hf-convnext", "hf-convnextv2"):
         model = pruned(family, images)
-        saved[vbprune.save_pretrained(model, tmp_path / family)] = model, images
+        folder = vbprune.save_pretrained(model, tmp_path / family)
+        saved[folder] = model, images
+        if family in ("hf-vit", "hf-swin"):  # the families whose names transformers 5 renamed
+            on_disk = set(safetensors_keys(folder / "model.safetensors"))
+            assert any(".attention.attention.query." in k or ".self.query." in k
+                       for k in on_disk), family  # fmt: skip
+            assert on_disk != set(model.state_dict())
+            renamed = tmp_path / f"{family}-new-names"
+            shutil.copytree(folder, renamed)
+            state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            save_file(state, renamed / "model.safetensors", metadata={"format": "pt"})
+            saved[renamed] = model, images
     differences = stock_differences(saved, tmp_path)
     assert all(d < 1e-6 for d in differences.values()), differences
 
@@ -299,7 +335,7 @@ def test_transformers_num_labels_change_with_ignore_mismatched_sizes(images, tmp
     assert all(torch.equal(loaded[k], v) for k, v in kept.items())
 
 
-@pytest.mark.parametrize("family", ["hf-vit", "hf-swin", "hf-convnext"])
+@pytest.mark.parametrize("family", ["hf-vit", "hf-swin", "hf-convnext", "hf-convnextv2"])
 def test_from_config_of_a_pruned_config_initialises_every_weight(images, tmp_path, family):
     """Stock transformers (trust_remote_code) builds the pruned widths, initialised like
     the stock model: the same weight spread, zero biases, no leftover memory."""
@@ -408,11 +444,11 @@ def test_pruned_trunk_loads_with_stock_automodel(images, tmp_path):
 
 @pytest.mark.slow
 def test_pruned_backbone_loads_from_the_hub_with_stock_autobackbone(images, tmp_path, local_hub):
-    """AutoBackbone of a pruned Swin / ConvNeXt-V2 pushed to a Hub (transformers 5.24's
+    """AutoBackbone of a pruned Swin / ConvNeXt-V2 / DINOv2 pushed to a Hub (transformers 5.24's
     AutoBackbone asks the Hub whether a repo exists even for a local folder, so a local
     folder fails for stock models too)."""
     args = []
-    for family in ("hf-swin", "hf-convnextv2"):
+    for family in ("hf-swin", "hf-convnextv2", "hf-dinov2"):
         folder = save_trunk_references(family, images, tmp_path)
         vbprune.push_folder(folder, f"tester/{family}")
         args += [f"tester/{family}", str(folder)]
@@ -426,27 +462,29 @@ def test_pruned_backbone_loads_from_the_hub_with_stock_autobackbone(images, tmp_
 
 TIMM_NATIVE = r"""
 import sys, json, torch
-order, folder = sys.argv[1], sys.argv[2]
+order, folder, source = sys.argv[1], sys.argv[2], sys.argv[3]
 if order == "no-vbprune":
     sys.modules["vbprune"] = None
     import timm
     try:
-        timm.create_model("local-dir:" + folder, pretrained=True)
+        timm.create_model(source, pretrained=True)
     except RuntimeError as error:
         print(json.dumps({"error": str(error)}))
     raise SystemExit(0)
 if order == "vbprune-first":
+    import importlib.util
     import vbprune
+    importlib.util.find_spec("timm")  # a probe, as transformers' is_timm_available makes
+    import transformers
     import timm
 else:
     import timm
     import vbprune
 images = torch.load(folder + "/images.pt")
-model = timm.create_model("local-dir:" + folder, pretrained=True).eval()
-fresh = timm.create_model("local-dir:" + folder, pretrained=False)
-five = timm.create_model("local-dir:" + folder, pretrained=True, num_classes=5,
-                         drop_path_rate=0.1)
-features = timm.create_model("local-dir:" + folder, pretrained=True, features_only=True)
+model = timm.create_model(source, pretrained=True).eval()
+fresh = timm.create_model(source, pretrained=False)
+five = timm.create_model(source, pretrained=True, num_classes=5, drop_path_rate=0.1)
+features = timm.create_model(source, pretrained=True, features_only=True)
 with torch.no_grad():
     out = {
         "difference": (model(images) - torch.load(folder + "/logits.pt")).abs().max().item(),
@@ -455,7 +493,8 @@ with torch.no_grad():
         "drop_path": max(m.drop_prob for m in five.modules()
                          if type(m).__name__ == "DropPath"),
         "body_equal": all(torch.equal(v, model.state_dict()[k])
-                          for k, v in five.state_dict().items() if not k.startswith("head.")),
+                          for k, v in five.state_dict().items()
+                          if not k.startswith(("head.", "head_dist."))),
         "maps": [list(m.shape) for m in features.eval()(images)],
     }
 print(json.dumps(out))
@@ -465,14 +504,24 @@ print(json.dumps(out))
 @pytest.mark.parametrize(
     "order, family",
     [("vbprune-first", "timm-vit"), ("timm-first", "timm-vit"), ("no-vbprune", "timm-vit"),
-     ("vbprune-first", "timm-swin"), ("vbprune-first", "timm-convnext")],
+     ("hf-hub", "timm-vit"), ("vbprune-first", "timm-deit-distilled"),
+     ("vbprune-first", "timm-swin"), ("vbprune-first", "timm-convnext"),
+     ("vbprune-first", "timm-convnextv2")],
 )  # fmt: skip
-def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order, family):
+def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order, family, request):
+    """timm.create_model on a pruned checkpoint, in a fresh process, as timm's users call
+    it: from a local folder (vbprune imported before or after timm, or not at all) or from
+    a Hub repo (``hf-hub:``), with pretrained=True/False and timm's keyword arguments."""
     model = pruned(family, images)
     folder = vbprune.save_pretrained(model, tmp_path / "m")
     torch.save(images, folder / "images.pt")
     torch.save(logits(model, images), folder / "logits.pt")
-    done = subprocess.run([sys.executable, "-c", TIMM_NATIVE, order, str(folder)],
+    source = f"local-dir:{folder}"
+    if order == "hf-hub":
+        request.getfixturevalue("local_hub")
+        vbprune.push_folder(folder, "tester/pruned-vit")
+        source, order = "hf-hub:tester/pruned-vit", "vbprune-first"
+    done = subprocess.run([sys.executable, "-c", TIMM_NATIVE, order, str(folder), source],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -5,6 +5,7 @@ transformers pipelines. Each runs on a small pruned model of each library."""
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -92,3 +93,97 @@ def test_transformers_pipeline_runs_a_pruned_checkpoint(images, tmp_path):
     answer = classify(Image.new("RGB", (40, 40), "red"), top_k=3)
     assert len(answer) == 3 and all({"label", "score"} <= set(a) for a in answer)
     assert sum(a["score"] for a in answer) <= 1.0 + 1e-6
+
+
+class Logits(torch.nn.Module):
+    """A transformers classifier as a tensor-in, tensor-out module, as exporters take it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(pixel_values))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "family", ["timm-vit", "timm-swin", "timm-convnext", "hf-vit", "hf-swin", "hf-convnextv2"]
+)
+def test_onnx_export_of_a_pruned_model_runs_in_onnxruntime(images, tmp_path, family):
+    """torch.onnx.export (dynamo, with a dynamic batch) then onnxruntime gives PyTorch's
+    logits on another batch size. transformers' Swin goes through the TorchScript exporter:
+    stock SwinForImageClassification fails the dynamo exporter in transformers 5.24 too."""
+    import onnxruntime  # a dev dependency: if it is missing the test fails, not skips
+
+    model = Logits(pruned(family, images)).eval()
+    path = tmp_path / f"{family}.onnx"
+    with torch.no_grad():
+        if family == "hf-swin":
+            torch.onnx.export(model, (images,), path, dynamo=False, input_names=["pixel_values"],
+                              dynamic_axes={"pixel_values": {0: "batch"}})  # fmt: skip
+        else:
+            torch.onnx.export(model, (images,), path, dynamo=True, input_names=["pixel_values"],
+                              dynamic_shapes={"pixel_values": {0: "batch"}})  # fmt: skip
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = images[:3]  # not the traced batch size
+    (out,) = session.run(None, {"pixel_values": batch.numpy()})
+    expected = logits(model, batch)
+    torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
+@pytest.mark.parametrize("family", ["timm-vit", "hf-convnextv2"])
+def test_torch_compile_inductor_of_a_pruned_model(images, family):
+    """torch.compile's default backend (inductor, which builds C++ kernels on CPU)."""
+    model = pruned(family, images)
+    expected = logits(model, images)
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        torch.testing.assert_close(logits_of(compiled(images)), expected, rtol=1e-5, atol=1e-5)
+
+
+STOCK_TRAINER = r"""
+import json, sys, torch
+sys.modules["vbprune"] = None  # stock transformers only
+from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
+folder, out = sys.argv[1], sys.argv[2]
+model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
+before = {k: v.clone() for k, v in model.state_dict().items()}
+generator = torch.Generator().manual_seed(0)
+data = [{"pixel_values": torch.randn(3, 32, 32, generator=generator), "labels": i % 3}
+        for i in range(8)]
+args = TrainingArguments(out, max_steps=2, per_device_train_batch_size=4, use_cpu=True,
+                         report_to=[], save_strategy="no", learning_rate=1e-2)
+trainer = Trainer(model=model, args=args, train_dataset=data)
+trainer.train()
+trainer.save_model(out + "/final")
+again = AutoModelForImageClassification.from_pretrained(out + "/final", trust_remote_code=True)
+x = torch.randn(2, 3, 32, 32, generator=generator)
+with torch.no_grad():
+    difference = (again.eval()(x).logits - model.eval()(x).logits).abs().max().item()
+moved = sum(not torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+print(json.dumps({"difference": difference, "moved": moved,
+                  "widths": again.config.mlp_widths}))
+"""
+
+
+@pytest.mark.slow
+def test_stock_trainer_fine_tunes_saves_and_reloads_a_pruned_checkpoint(images, tmp_path):
+    """transformers' own Trainer, in a process where vbprune cannot be imported: it trains
+    the pruned model, save_model writes the remote code with it, and the saved folder
+    loads back at the pruned widths with the trained weights."""
+    import json
+    import subprocess
+    import sys
+
+    model = pruned("hf-vit", images)
+    folder = vbprune.save_pretrained(model, tmp_path / "m")
+    done = subprocess.run([sys.executable, "-c", STOCK_TRAINER, str(folder), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["moved"] > 10  # it trained
+    assert result["difference"] == 0.0  # and saved exactly what it trained
+    assert result["widths"] == {s.name: s.width for s in vbprune.find_mlp_sites(model)}

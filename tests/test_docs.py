@@ -171,3 +171,56 @@ def test_no_script_shadows_an_installed_module():
         for path in (ROOT / folder).glob("*.py"):
             spec = importlib.util.find_spec(path.stem)
             assert spec is None, f"{folder}/{path.name} shadows the module at {spec.origin}"
+
+
+def docs_block(document: str, name: str) -> str:
+    text = (ROOT / "docs" / document).read_text()
+    match = re.search(rf"<!-- docs-test: {name} -->\n```python\n(.*?)```", text, flags=re.S)
+    assert match, f"{document} block {name} not found"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_every_way_of_loading_in_the_docs_works(images, tmp_path, local_hub):
+    """docs/loading.md's two blocks, run verbatim against tiny pruned models pushed to a
+    local Hub under the names the docs use."""
+    from PIL import Image
+    from transformers import ViTImageProcessor
+
+    from testing_utils import FAMILIES, logits, randomize
+
+    built = {}
+    for family, repo_id in (("timm-vit", "me/deit-s-vbp50"), ("hf-swin", "me/swin-t-vbp50")):
+        model = randomize(FAMILIES[family]())
+        vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), ratio=0.5)
+        folder = vbprune.save_pretrained(model, tmp_path / family)
+        if family.startswith("hf"):  # `vbprune prune` saves the base model's processor
+            ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+        vbprune.push_folder(folder, repo_id)
+        built[family] = model
+
+    def widths(model):
+        return [s.width for s in vbprune.find_mlp_sites(model)]
+
+    timm_model = built["timm-vit"]
+    ns = run_block(docs_block("loading.md", "loading-timm"), {})
+    assert torch.equal(logits(ns["model"].eval(), images), logits(timm_model, images))
+    for name in ("scratch", "finetune", "same"):
+        assert widths(ns[name]) == widths(timm_model), name
+    assert logits(ns["finetune"].eval(), images).shape == (4, 10)
+    assert logits(ns["same"].eval(), images).shape == (4, 10)
+    assert len(ns["features"].eval()(images)) == min(3, len(timm_model.blocks))  # the last 3
+    assert ns["transform"](Image.new("RGB", (40, 40))).shape == (3, 32, 32)
+
+    hf_model = built["hf-swin"]
+    ns = run_block(docs_block("loading.md", "loading-transformers"), {})
+    assert torch.equal(logits(ns["model"].eval(), images), logits(hf_model, images))
+    for name in ("finetune", "scratch"):
+        assert widths(ns[name]) == widths(hf_model), name
+    assert logits(ns["finetune"].eval(), images).shape == (4, 10)
+    with torch.no_grad():
+        expected = hf_model.swin(images).last_hidden_state
+        torch.testing.assert_close(ns["trunk"].eval()(images).last_hidden_state, expected)
+        assert ns["backbone"].eval()(images).feature_maps
+    answer = ns["classify"](Image.new("RGB", (40, 40), "red"), top_k=2)
+    assert len(answer) == 2 and all("label" in a and "score" in a for a in answer)

@@ -78,3 +78,47 @@ def test_card_names_the_criterion_and_the_compensation():
     assert "refitted by least squares" in text
     assert "neurons drawn at random" in card(criterion="random", compensate="mean")
     assert "smallest weight magnitude" in card(criterion="magnitude")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["timm-swin", "hf-swin", "hf-vit"])
+def test_every_loading_snippet_of_a_pushed_card_runs(images, tmp_path, local_hub, family):
+    """The card's usage code is what works: each of its Python blocks, as pushed to a
+    (local) Hub, runs in order and loads the pushed weights."""
+    import re
+
+    import torch
+
+    from testing_utils import FAMILIES, logits, randomize
+
+    model = FAMILIES[family]()
+    if family.startswith("timm"):  # 3 classes: the cards' 10-class head is a new one
+        model.reset_classifier(3)
+    else:
+        model.config.num_labels = 3
+        model = type(model)(model.config)
+    model = randomize(model)
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), ratio=0.5)
+    repo_id = f"tester/{family}-vbp50"
+    vbprune.push_folder(vbprune.save_pretrained(model, tmp_path / "m"), repo_id)
+    card = ModelCard.load(repo_id)
+    blocks = re.findall(r"```python\n(.*?)```", card.content, flags=re.S)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, f"{repo_id}/README.md", "exec"), namespace)
+    assert ("AutoBackbone" in card.content) == (family == "hf-swin")  # ViT has none
+    assert ("num_labels=10" if family.startswith("hf") else "num_classes=10") in card.content
+    # the pushed model, through each library and through vbprune (the last block)
+    assert torch.equal(logits(namespace["model"].eval(), images), logits(model, images))
+    finetune = namespace["finetune"].eval()
+    assert logits(finetune, images).shape == (4, 10)
+    state = model.state_dict()  # every weight but the new head's is the pushed one
+    body = {k: v for k, v in finetune.state_dict().items()
+            if k in state and not k.startswith(("head", "classifier"))}  # fmt: skip
+    assert len(body) > 10 and all(torch.equal(v, state[k]) for k, v in body.items())
+    if family == "hf-swin":
+        assert namespace["backbone"].eval()(images).feature_maps
+        assert namespace["trunk"].eval()(images).last_hidden_state.shape[0] == 4
+    if family.startswith("timm"):
+        assert namespace["features"].eval()(images)
+        assert namespace["transform"] is not None

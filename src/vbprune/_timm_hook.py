@@ -13,26 +13,43 @@ import sys
 
 
 def _register() -> None:
-    from .io.timm_entry import register
+    # a failure here must not break ``import timm``; vbprune.from_pretrained still works
+    try:
+        from .io.timm_entry import register
 
-    register()
+        register()
+    except Exception as error:
+        import warnings
+
+        warnings.warn(f"vbprune could not register its timm entry: {error}", stacklevel=2)
 
 
 class _AfterTimm(importlib.abc.MetaPathFinder):
     """Finds nothing itself: wraps timm's own loader so that the entry is registered
-    once timm's module has run."""
+    once timm's module has run.
+
+    It stays on ``sys.meta_path`` until timm is really imported: a mere
+    ``importlib.util.find_spec("timm")`` (transformers' ``is_timm_available`` makes one)
+    asks the finders too, but never runs the loader."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "timm":
             return None
-        sys.meta_path.remove(self)  # once, and never while looking for the real spec
-        spec = importlib.util.find_spec(name)
+        spec = None
+        for finder in list(sys.meta_path):  # the finders after this one, as import would
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
         if spec is None or spec.loader is None:
             return spec
-        load = spec.loader.exec_module
+        finder, load = self, spec.loader.exec_module
 
         def exec_module(module):
             load(module)
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
             _register()
 
         spec.loader.exec_module = exec_module

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,17 @@ def _title(repo_id: str, base_model: str, pruned: str) -> str:
     return f"{name}, {pruned} of MLP neurons removed (VBP)"
 
 
-def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: str = "REPO_ID"):
+def render_model_card(
+    section: Mapping[str, Any],
+    library_name: str,
+    repo_id: str = "REPO_ID",
+    auto_classes: Sequence[str] = ("AutoModelForImageClassification",),
+):
     """A :class:`huggingface_hub.ModelCard` for a model saved with ``section`` as its
     config's ``vbprune`` section (widths, pruning config, base model, report).
+
+    ``auto_classes`` are the transformers auto classes the checkpoint's ``auto_map`` names
+    (the card shows how to load each).
 
     Accuracy (``report["accuracy"]``: ``top1_before``, ``top1_after_pruning``,
     ``top1_after_distillation``, as known) becomes ``model-index`` eval results; a
@@ -123,6 +131,7 @@ def render_model_card(section: Mapping[str, Any], library_name: str, repo_id: st
         repo_id=repo_id,
         base_model=base_model,
         library_name=library_name,
+        auto_classes=list(auto_classes),
         library_version=section.get("library_version", ""),
         ratio=ratio,
         scope=pruning.get("scope", "unknown"),
@@ -157,4 +166,5 @@ def write_model_card(folder: Path, repo_id: str) -> None:
             f"{folder} is not a vbprune model (no vbprune section in config.json)"
         )
     library = "timm" if is_timm_config(config) else "transformers"
-    render_model_card(section, library, repo_id).save(str(folder / "README.md"))
+    auto_classes = sorted(config.get("auto_map") or {})
+    render_model_card(section, library, repo_id, auto_classes).save(str(folder / "README.md"))

@@ -24,11 +24,12 @@ def _model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[
     if model_args is not None:
         return dict(model_args)
     recorded = getattr(model, "vbprune_model_args", None)
-    if recorded is not None:
-        return dict(recorded)
     built = getattr(model, "_model_args", None) or {}  # timm.create_model's, set by timm
-    if "base_architecture" in built:  # built by timm through vbprune's entry
-        return {k: v for k, v in built.items() if k not in ENTRY_ARGS}
+    if recorded is None and "base_architecture" in built:  # built through vbprune's entry
+        recorded = {k: v for k, v in built.items() if k not in ENTRY_ARGS}
+    if recorded is not None:
+        # reset_classifier(n), timm's way to fine-tune, changes the head after creation
+        return {**recorded, "num_classes": model.num_classes}
     args: dict[str, Any] = {"num_classes": model.num_classes}
     built_for = timm_built_size(model)
     if built_for is not None:
