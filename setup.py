@@ -37,7 +37,7 @@ setup(
         # run on CPU-only machines (the local 2.13.0+cpu wheel breaks torchvision).
         "torch>=2.14,<2.15",
         "torchvision>=0.29,<0.30",
-        "timm>=1.0.20",
+        "timm>=1.0.31",  # tested; 1.0.20 cannot rebuild a pruned ViT on the meta device
         "transformers>=5.0",
         "accelerate>=1.10",
         "datasets>=4.0",

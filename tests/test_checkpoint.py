@@ -322,6 +322,15 @@ def test_timm_keywords_pass_through_from_pretrained(images, tmp_path):
     assert headless(images).shape == (4, model.num_features)
     features = vbprune.from_pretrained(tmp_path / "m", features_only=True)
     assert [f.shape[0] for f in features(images)] == [4, 4]  # one map per block
+    # another input size: the position embedding is resampled as timm's loading does
+    bigger = vbprune.from_pretrained(tmp_path / "m", img_size=64)
+    assert bigger.pos_embed.shape[1] == 1 + (64 // 8) ** 2
+    assert bigger(torch.nn.functional.interpolate(images, size=(64, 64))).shape == (4, 10)
+    assert torch.equal(bigger.blocks[0].mlp.fc1.weight, model.blocks[0].mlp.fc1.weight)
+    # saved again, it records what it is now, without the training-only drop rate
+    again = vbprune.save_pretrained(five, tmp_path / "five")
+    recorded = json.loads((again / "config.json").read_text())["model_args"]
+    assert recorded["num_classes"] == 5 and "drop_path_rate" not in recorded
 
 
 def test_transformers_num_labels_change_with_ignore_mismatched_sizes(images, tmp_path):
@@ -379,6 +388,11 @@ for folder in sys.argv[1:]:
     with torch.no_grad():
         results[folder]["five"] = list(five.eval()(images).logits.shape)
     results[folder]["five_missing"] = sorted(info["missing_keys"])
+    try:  # without trust_remote_code: the stock class, which must refuse the widths
+        AutoModelForImageClassification.from_pretrained(folder)
+        results[folder]["untrusted"] = "loaded"
+    except Exception as error:
+        results[folder]["untrusted"] = str(error)
 print(json.dumps(results))
 """
 
@@ -397,6 +411,7 @@ for repo_id, folder in zip(sys.argv[1::2], sys.argv[2::2]):
         "difference": max((v - reference[k]).abs().max().item() for k, v in state.items()
                           if k in reference),
         "loaded": sum(k in reference for k in state), "missing": sorted(info["missing_keys"]),
+        "total": len(state),
         "maps": [list(m.shape) for m in maps]}
 print(json.dumps(results))
 """
@@ -430,9 +445,10 @@ def run_stock(script: str, args: list[str], tmp_path) -> dict:
 @pytest.mark.slow
 def test_pruned_trunk_loads_with_stock_automodel(images, tmp_path):
     """AutoModel (the trunk without head) of a pruned classifier's checkpoint, in a fresh
-    process where vbprune cannot be imported; ViT needs transformers 5's key renaming."""
-    folders = [str(save_trunk_references(f, images, tmp_path))
-               for f in ("hf-vit", "hf-swin", "hf-convnextv2")]  # fmt: skip
+    process where vbprune cannot be imported; ViT needs transformers 5's key renaming.
+    Without trust_remote_code, stock transformers refuses the checkpoint."""
+    families = ("hf-vit", "hf-deit", "hf-swin", "hf-convnext", "hf-convnextv2")
+    folders = [str(save_trunk_references(f, images, tmp_path)) for f in families]
     results = run_stock(TRUNK_LOAD, folders, tmp_path)
     for folder in folders:
         entry = results[folder]
@@ -440,6 +456,7 @@ def test_pruned_trunk_loads_with_stock_automodel(images, tmp_path):
         # nothing newly initialised but what the classifier never had (ViT's pooler)
         assert all(k.startswith("pooler.") for k in entry["missing"]), (folder, entry)
         assert entry["five"] == [4, 5] and entry["five_missing"] == [], (folder, entry)
+        assert "mismatched_sizes" in entry["untrusted"], (folder, entry)  # never half-loaded
 
 
 @pytest.mark.slow
@@ -456,13 +473,17 @@ def test_pruned_backbone_loads_from_the_hub_with_stock_autobackbone(images, tmp_
     for repo_id in args[::2]:
         entry = results[repo_id]
         assert entry["difference"] == 0.0 and entry["loaded"] > 10, (repo_id, entry)
-        assert all("norm" in k for k in entry["missing"]), (repo_id, entry)  # its own norms
+        # every weight is the checkpoint's but the backbone's own output norms, which a
+        # classifier never has (as for stock models)
+        assert all(k.startswith("hidden_states_norms.") for k in entry["missing"]), entry
+        assert entry["loaded"] + len(entry["missing"]) == entry["total"], (repo_id, entry)
         assert entry["maps"], repo_id
 
 
 TIMM_NATIVE = r"""
 import sys, json, torch
 order, folder, source = sys.argv[1], sys.argv[2], sys.argv[3]
+resize = json.loads(sys.argv[4])
 if order == "no-vbprune":
     sys.modules["vbprune"] = None
     import timm
@@ -474,6 +495,9 @@ if order == "no-vbprune":
 if order == "vbprune-first":
     import importlib.util
     import vbprune
+    for name in [n for n in sys.modules if n.startswith("vbprune")]:
+        del sys.modules[name]  # a second copy of vbprune, as a reload or autoreload makes
+    import vbprune
     importlib.util.find_spec("timm")  # a probe, as transformers' is_timm_available makes
     import transformers
     import timm
@@ -484,7 +508,14 @@ images = torch.load(folder + "/images.pt")
 model = timm.create_model(source, pretrained=True).eval()
 fresh = timm.create_model(source, pretrained=False)
 five = timm.create_model(source, pretrained=True, num_classes=5, drop_path_rate=0.1)
-features = timm.create_model(source, pretrained=True, features_only=True)
+features = timm.create_model(source, pretrained=True, features_only=True).eval()
+# the same features of the stock, unpruned architecture, for comparison (the tiny ViT
+# is too shallow for timm's default of its last 3 blocks: the same indices are asked)
+config = json.load(open(folder + "/config.json"))["model_args"]
+stock = timm.create_model(config["base_architecture"], features_only=True,
+                          out_indices=tuple(features.feature_info.out_indices),
+                          **{k: v for k, v in config.items() if not k.startswith(
+                             ("base_architecture", "mlp_"))}).eval()
 with torch.no_grad():
     out = {
         "difference": (model(images) - torch.load(folder + "/logits.pt")).abs().max().item(),
@@ -495,10 +526,33 @@ with torch.no_grad():
         "body_equal": all(torch.equal(v, model.state_dict()[k])
                           for k, v in five.state_dict().items()
                           if not k.startswith(("head.", "head_dist."))),
-        "maps": [list(m.shape) for m in features.eval()(images)],
+        "maps": [list(m.shape) for m in features(images)],
+        "stock_maps": [list(m.shape) for m in stock(images)],
+        "features": [type(features).__name__, features.feature_info.channels(),
+                     features.feature_info.reduction()],
+        "stock_features": [type(stock).__name__, stock.feature_info.channels(),
+                           stock.feature_info.reduction()],
     }
+    if resize:  # another input size: the family's checkpoint filter resamples
+        resized = timm.create_model(source, pretrained=True, **resize).eval()
+        side = resize["img_size"]
+        big = torch.nn.functional.interpolate(images, size=(side, side))
+        state = model.state_dict()
+        out["resized"] = list(resized(big).shape)
+        out["resampled"] = sorted(k for k, v in resized.state_dict().items()
+                                  if k in state and v.shape != state[k].shape)
+        out["resized_equal"] = all(torch.equal(v, state[k])
+                                   for k, v in resized.state_dict().items()
+                                   if k in state and v.shape == state[k].shape
+                                   and "relative_position" not in k)
 print(json.dumps(out))
 """
+
+# another input size per family (a Swin window to match), with what must be resampled
+RESIZE = {
+    "timm-vit": ({"img_size": 64}, ["pos_embed"]),
+    "timm-swin": ({"img_size": 64, "window_size": 8}, "relative_position_bias_table"),
+}
 
 
 @pytest.mark.parametrize(
@@ -511,7 +565,8 @@ print(json.dumps(out))
 def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order, family, request):
     """timm.create_model on a pruned checkpoint, in a fresh process, as timm's users call
     it: from a local folder (vbprune imported before or after timm, or not at all) or from
-    a Hub repo (``hf-hub:``), with pretrained=True/False and timm's keyword arguments."""
+    a Hub repo (``hf-hub:``), with pretrained=True/False and timm's keyword arguments;
+    features as the stock family gives them, and another input size."""
     model = pruned(family, images)
     folder = vbprune.save_pretrained(model, tmp_path / "m")
     torch.save(images, folder / "images.pt")
@@ -521,8 +576,10 @@ def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order,
         request.getfixturevalue("local_hub")
         vbprune.push_folder(folder, "tester/pruned-vit")
         source, order = "hf-hub:tester/pruned-vit", "vbprune-first"
-    done = subprocess.run([sys.executable, "-c", TIMM_NATIVE, order, str(folder), source],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    resize, resampled = RESIZE.get(family, ({}, None))
+    done = subprocess.run(
+        [sys.executable, "-c", TIMM_NATIVE, order, str(folder), source, json.dumps(resize)],
+        capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if order == "no-vbprune":  # timm alone: the error names what is missing, no mismatch
@@ -532,7 +589,18 @@ def test_pruned_timm_models_load_with_timm_create_model(images, tmp_path, order,
     assert result["widths"] == [s.width for s in vbprune.find_mlp_sites(model)]
     assert result["five"] == [4, 5] and result["body_equal"]  # timm's new head
     assert result["drop_path"] == pytest.approx(0.1)  # the deepest block's, as timm sets it
-    assert result["maps"] and all(m[0] == 4 for m in result["maps"])
+    # features_only: the stock family's wrapper, shapes, layout (NHWC for Swin), channels
+    assert result["maps"] and result["maps"] == result["stock_maps"]
+    assert result["features"] == result["stock_features"]
+    stages = len(model.feature_info) if "swin" in family or "convnext" in family else 2
+    assert len(result["maps"]) == stages  # every stage, or the (2) blocks of the tiny ViT
+    if resize:
+        assert result["resized"] == [4, model.num_classes]
+        if isinstance(resampled, list):
+            assert result["resampled"] == resampled
+        else:  # every window's table
+            assert result["resampled"] and all(resampled in k for k in result["resampled"])
+        assert result["resized_equal"]
 
 
 def test_a_model_timm_built_from_a_pruned_checkpoint_saves_again(images, tmp_path):

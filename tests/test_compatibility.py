@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,10 +18,31 @@ from vbprune.architectures.interface import logits_of
 
 
 def pruned(family: str, images):
+    """A pruned model as its library's users have it: a transformers one saved and loaded
+    back through stock transformers (the checkpoint's remote-code classes)."""
     torch.manual_seed(0)
     model = randomize(FAMILIES[family]())
     vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), ratio=0.5)
+    if family.startswith("hf"):
+        from transformers import AutoModelForImageClassification
+
+        with tempfile.TemporaryDirectory() as folder:
+            vbprune.save_pretrained(model, Path(folder) / "m")
+            model = AutoModelForImageClassification.from_pretrained(
+                Path(folder) / "m", trust_remote_code=True)  # fmt: skip
+        assert type(model).__module__.endswith("modeling_vbprune")
     return model.eval()
+
+
+class Logits(torch.nn.Module):
+    """A transformers classifier as a tensor-in, tensor-out module, as exporters take it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(pixel_values))
 
 
 def test_timm_forward_intermediates_of_a_pruned_model(images):
@@ -54,27 +77,35 @@ def test_transformers_sdpa_equals_eager_on_a_pruned_model(images, tmp_path):
 
 @pytest.mark.parametrize("family", ["timm-vit", "hf-vit"])
 def test_gradient_checkpointing_gives_the_same_gradients(images, family):
+    """Checkpointing is on (each block's fc1 runs again in the backward pass) and gives
+    the gradients of plain training."""
     model = pruned(family, images)
-    gradients = []
+    gradients, calls = [], []
     for checkpointing in (False, True):
         trained = copy.deepcopy(model).train()
         if checkpointing and family.startswith("timm"):
             trained.set_grad_checkpointing(True)
         elif checkpointing:
             trained.gradient_checkpointing_enable()
+        fc1 = vbprune.find_mlp_sites(trained)[0].fc1
+        runs: list[int] = []
+        fc1.register_forward_hook(lambda *_, runs=runs: runs.append(1))
         logits_of(trained(images)).square().mean().backward()  # with gradients
+        calls.append(len(runs))
         gradients.append({n: p.grad.clone() for n, p in trained.named_parameters()
                           if p.grad is not None})  # fmt: skip
+    assert calls == [1, 2]  # recomputed in the backward pass: checkpointing took effect
     assert gradients[0].keys() == gradients[1].keys() and gradients[0]
     for name, grad in gradients[0].items():
         torch.testing.assert_close(gradients[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_torchscript_and_torch_compile_of_a_pruned_timm_model(images):
-    model = pruned("timm-vit", images)
+@pytest.mark.parametrize("family", ["timm-vit", "hf-vit"])
+def test_torchscript_and_torch_compile_of_a_pruned_model(images, family):
+    model = Logits(pruned(family, images)).eval()
     expected = logits(model, images)
     with torch.no_grad():
-        traced = torch.jit.trace(model, images)
+        traced = torch.jit.trace(model, images, strict=False)  # strict: transformers' dicts
         torch.testing.assert_close(traced(images), expected, rtol=1e-5, atol=1e-5)
         compiled = torch.compile(model, backend="aot_eager")  # graph capture, no C++ build
         torch.testing.assert_close(compiled(images), expected, rtol=1e-5, atol=1e-5)
@@ -93,17 +124,6 @@ def test_transformers_pipeline_runs_a_pruned_checkpoint(images, tmp_path):
     answer = classify(Image.new("RGB", (40, 40), "red"), top_k=3)
     assert len(answer) == 3 and all({"label", "score"} <= set(a) for a in answer)
     assert sum(a["score"] for a in answer) <= 1.0 + 1e-6
-
-
-class Logits(torch.nn.Module):
-    """A transformers classifier as a tensor-in, tensor-out module, as exporters take it."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return logits_of(self.model(pixel_values))
 
 
 @pytest.mark.slow

@@ -211,6 +211,7 @@ def test_every_way_of_loading_in_the_docs_works(images, tmp_path, local_hub):
     assert logits(ns["same"].eval(), images).shape == (4, 10)
     assert len(ns["features"].eval()(images)) == min(3, len(timm_model.blocks))  # the last 3
     assert ns["transform"](Image.new("RGB", (40, 40))).shape == (3, 32, 32)
+    assert ns["larger"].pos_embed.shape[1] == 1 + (384 // 8) ** 2  # the tiny ViT: patch 8
 
     hf_model = built["hf-swin"]
     ns = run_block(docs_block("loading.md", "loading-transformers"), {})

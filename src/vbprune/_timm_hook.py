@@ -32,12 +32,16 @@ class _AfterTimm(importlib.abc.MetaPathFinder):
     ``importlib.util.find_spec("timm")`` (transformers' ``is_timm_available`` makes one)
     asks the finders too, but never runs the loader."""
 
+    # marks the hook across copies of this module (a reload, or vbprune imported again
+    # after sys.modules was cleared): one hook only, and never one asking another
+    vbprune_timm_hook = True
+
     def find_spec(self, name, path=None, target=None):
         if name != "timm":
             return None
         spec = None
-        for finder in list(sys.meta_path):  # the finders after this one, as import would
-            if finder is self or not hasattr(finder, "find_spec"):
+        for finder in list(sys.meta_path):  # the other finders, in import's order
+            if getattr(finder, "vbprune_timm_hook", False) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None:
@@ -60,5 +64,5 @@ def install() -> None:
     """Register now if timm is loaded, else when it is."""
     if "timm" in sys.modules:
         _register()
-    elif not any(isinstance(f, _AfterTimm) for f in sys.meta_path):
+    elif not any(getattr(f, "vbprune_timm_hook", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterTimm())

@@ -15,7 +15,7 @@ and wraps features. Without vbprune, timm stops with "Unknown model (vbprune_pru
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -35,11 +35,17 @@ def pruned_timm_model(
 ) -> nn.Module:
     """The timm entry ``vbprune_pruned``: ``base_architecture`` with the MLPs resized to
     ``mlp_widths`` (and a zero fc2 bias where the mean fold made one), built and loaded by
-    timm's ``build_model_with_cfg`` with the other arguments."""
+    timm's ``build_model_with_cfg`` with the other arguments.
+
+    As the base family's own entry would, it loads weights through the family's
+    checkpoint filter (so ``img_size=`` resamples position embeddings) and wraps
+    ``features_only`` models the family's way (stages of a Swin or ConvNeXt as timm's
+    ``FeatureListNet``, in the model's own ``output_fmt``; blocks of a ViT by getter)."""
     from timm.models import build_model_with_cfg
 
-    # every supported family implements forward_intermediates: timm's generic features
-    feature_cfg: dict[str, Any] = {"feature_cls": "getter"}
+    # filled in by build(), which timm calls before it wraps features; not empty, as timm
+    # replaces an empty feature_cfg (``feature_cfg or {}``) by a dict of its own
+    feature_cfg: dict[str, Any] = {"out_indices": None}
     chosen_indices = "out_indices" in kwargs
 
     def build(**model_kwargs: Any) -> nn.Module:
@@ -55,18 +61,44 @@ def pruned_timm_model(
             if site.name in mlp_fc2_bias and site.fc2.bias is None:
                 weight = site.fc2.weight
                 site.fc2.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype))
-        if not chosen_indices:  # read by timm after this, for features_only=True
-            feature_cfg["out_indices"] = default_out_indices(model)
+        # what vbprune.save_pretrained records for this model (timm's own record of its
+        # arguments is private and differs across versions)
+        model.vbprune_base_architecture = base_architecture
+        model.vbprune_model_args = dict(model_kwargs)
+        stages = hierarchical_stages(model)
+        if stages:  # a family of stages: timm wraps them by module, like its own entries
+            feature_cfg.setdefault("flatten_sequential", True)
+        else:  # a plain ViT: blocks through forward_intermediates
+            feature_cfg.setdefault("feature_cls", "getter")
+        if not chosen_indices:  # timm's defaults (a ViT shallower than 3: every block)
+            blocks = len(getattr(model, "feature_info", None) or []) or 3
+            feature_cfg["out_indices"] = tuple(range(stages)) if stages else min(3, blocks)
         return model
 
-    return build_model_with_cfg(build, ENTRY, pretrained, feature_cfg=feature_cfg, **kwargs)
+    return build_model_with_cfg(
+        build, ENTRY, pretrained, feature_cfg=feature_cfg,
+        pretrained_filter_fn=checkpoint_filter(base_architecture), **kwargs,
+    )  # fmt: skip
 
 
-def default_out_indices(model: nn.Module) -> int | tuple[int, ...]:
-    """timm's usual feature outputs: every stage of a hierarchical model (Swin, ConvNeXt:
-    up to 5), the last 3 blocks of a plain one (ViT, as timm's ViT builder chooses)."""
-    stages = len(getattr(model, "feature_info", None) or [])
-    return tuple(range(stages)) if 0 < stages <= 5 else 3
+def hierarchical_stages(model: nn.Module) -> int:
+    """How many feature stages a hierarchical model (Swin, ConvNeXt: each stage at a
+    coarser scale) has; 0 for a plain one (ViT: every block at the patch scale), whose
+    features timm takes from its last 3 blocks."""
+    info = getattr(model, "feature_info", None) or []
+    scales = {entry.get("reduction") for entry in info}
+    return len(info) if len(scales) > 1 else 0
+
+
+def checkpoint_filter(base_architecture: str) -> Callable | None:
+    """The base family's ``checkpoint_filter_fn`` (timm applies it to every checkpoint it
+    loads: position embeddings resampled for another ``img_size``, old key layouts)."""
+    import sys
+
+    from timm.models import model_entrypoint
+
+    module = sys.modules.get(model_entrypoint(base_architecture).__module__)
+    return getattr(module, "checkpoint_filter_fn", None)
 
 
 def register() -> None:

@@ -16,20 +16,20 @@ from ..architectures.interface import timm_built_size
 from ..architectures.widths import apply_widths
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
-from .timm_entry import ENTRY, ENTRY_ARGS, entry_model_args, register
+from .timm_entry import ENTRY, ENTRY_ARGS, checkpoint_filter, entry_model_args, register
 from .weights import shape_differences
 
 
 def _model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[str, Any]:
     if model_args is not None:
         return dict(model_args)
+    # set by vbprune's loading and by its timm entry (timm.create_model("local-dir:..."))
     recorded = getattr(model, "vbprune_model_args", None)
-    built = getattr(model, "_model_args", None) or {}  # timm.create_model's, set by timm
-    if recorded is None and "base_architecture" in built:  # built through vbprune's entry
-        recorded = {k: v for k, v in built.items() if k not in ENTRY_ARGS}
     if recorded is not None:
+        # drop rates are training settings, not architecture (timm's own saves omit them);
         # reset_classifier(n), timm's way to fine-tune, changes the head after creation
-        return {**recorded, "num_classes": model.num_classes}
+        kept = {k: v for k, v in recorded.items() if not ("drop" in k and k.endswith("rate"))}
+        return {**kept, "num_classes": model.num_classes}
     args: dict[str, Any] = {"num_classes": model.num_classes}
     built_for = timm_built_size(model)
     if built_for is not None:
@@ -69,10 +69,7 @@ def save_timm(
 def architecture(model: nn.Module) -> str:
     """The timm architecture a model was built from (the base one, for a model timm built
     through vbprune's entry)."""
-    name = model.pretrained_cfg["architecture"]
-    if name == ENTRY:
-        name = (getattr(model, "_model_args", None) or {}).get("base_architecture", name)
-    return name
+    return getattr(model, "vbprune_base_architecture", None) or model.pretrained_cfg["architecture"]
 
 
 def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[str, int]) -> None:
@@ -142,6 +139,7 @@ def build_timm(
         section = check_section(section, str(folder), stacklevel=5)  # the user's call
     model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
     model.vbprune_model_args = model_args
+    model.vbprune_base_architecture = architecture
     model.vbprune_metadata = dict(section or {})
     return model, section
 
@@ -178,6 +176,9 @@ def load_timm(folder: Path, config: dict[str, Any], weights: Path, **overrides: 
     if section is not None:
         shapes = {key: tuple(t.shape) for key, t in state.items()}
         apply_widths(model, section["widths"], shapes, str(folder))
+    filter_fn = checkpoint_filter(model.vbprune_base_architecture)
+    if overrides and filter_fn is not None:  # e.g. img_size=: position embeddings resampled
+        state = filter_fn(state, model)  # as timm's own loading does
     head = {}
     if new_head:  # only then: a checkpoint that lacks its head is an error, not a new head
         head = {k: v for k, v in model.state_dict().items() if _in_head(k, model)}
