@@ -64,21 +64,38 @@ except ImportError:
     pass
 else:
     raise SystemExit("vbprune is importable")
-from transformers import AutoModelForImageClassification
+from transformers import AutoModel, AutoModelForImageClassification
 results = {}
 for folder in sys.argv[1:]:
     model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
     images = torch.load(folder + "/images.pt")
     with torch.no_grad():
         out = model.eval()(images).logits
-    results[folder] = (out - torch.load(folder + "/logits.pt")).abs().max().item()
+    difference = (out - torch.load(folder + "/logits.pt")).abs().max().item()
+    # the trunk (AutoModel) of the same checkpoint, where auto_map names one (not where
+    # the base model cannot hold the weights, as for Perceiver): every weight the
+    # classifier's trunk has
+    results[folder] = difference
+    if "AutoModel" not in (model.config.auto_map or {}) or model.base_model is model:
+        continue
+    trunk, info = AutoModel.from_pretrained(folder, trust_remote_code=True,
+                                            output_loading_info=True)
+    base = model.base_model.state_dict()
+    if set(info["missing_keys"]) & set(base):
+        difference = float("inf")
+    for key, value in trunk.state_dict().items():
+        if key in base:
+            difference = max(difference, (value - base[key]).abs().max().item())
+    results[folder] = difference
 print(json.dumps(results))
 """
 
 
 def stock_differences(saved: dict, tmp_path) -> dict[str, float]:
     """Load each saved folder with stock transformers in one fresh process where vbprune
-    cannot be imported; the largest logit difference from its model, by folder.
+    cannot be imported; the largest logit difference from its model, by folder (infinite
+    if its AutoModel trunk misses a weight the classifier's trunk has, else also the
+    largest difference between the two trunks' weights).
 
     Args:
         saved: folder -> (the in-memory model it was saved from, a batch it takes).
@@ -422,12 +439,16 @@ def save_trunk_references(family: str, images, folder_root):
     under the trunk's names without its prefix, as some backbones name them)."""
     model = pruned(family, images)
     folder = vbprune.save_pretrained(model, folder_root / family)
-    trunk_name = model.base_model_prefix
-    torch.save(images, folder / "images.pt")
     with torch.no_grad():
-        torch.save(getattr(model, trunk_name).eval()(images).last_hidden_state,
+        torch.save(getattr(model, model.base_model_prefix).eval()(images).last_hidden_state,
                    folder / "trunk.pt")  # fmt: skip
-    prefix, state = f"{trunk_name}.", model.state_dict()
+    return save_references(model, images, folder)
+
+
+def save_references(model, images, folder):
+    """The inputs and the weights of a saved transformers model, next to it."""
+    torch.save(images, folder / "images.pt")
+    prefix, state = f"{model.base_model_prefix}.", model.state_dict()
     # a backbone names the trunk's weights with the prefix (Swin) or without (ConvNeXt-V2)
     stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     torch.save({**state, **stripped}, folder / "state.pt")

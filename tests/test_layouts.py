@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import vbprune
 from layout_zoo import HF_ZOO, TIMM_INPUT, TIMM_ZOO
-from test_checkpoint import stock_differences
+from test_checkpoint import BACKBONE_LOAD, run_stock, save_references, stock_differences
 from vbprune.architectures.layouts import LAYOUTS
 from vbprune.evaluation import probe as probe_module
 from vbprune.evaluation.probe import probe
@@ -200,5 +202,34 @@ def test_pruned_transformers_models_load_with_stock_transformers(tmp_path):
         model, images = build(key)
         vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.5)
         saved[vbprune.save_pretrained(model, tmp_path / key)] = model, images
-    differences = stock_differences(saved, tmp_path)
+    # every family's base model (AutoModel) holds the weights, but Perceiver's, stock or
+    # pruned: its classifier's trunk is built around the classifier's preprocessor
+    auto_maps = {f.name: json.loads((f / "config.json").read_text())["auto_map"] for f in saved}
+    without_trunk = {name for name, auto_map in auto_maps.items() if "AutoModel" not in auto_map}
+    assert without_trunk == {"perceiver"}
+    differences = stock_differences(saved, tmp_path)  # classifier and trunk
     assert all(d < 1e-6 for d in differences.values()), differences
+
+
+@pytest.mark.slow
+def test_pruned_backbones_of_every_family_load_with_stock_autobackbone(tmp_path, local_hub):
+    """Every zoo family with a transformers backbone: its pruned checkpoint, pushed to a
+    (local) Hub, loads with stock AutoBackbone where vbprune cannot be imported, with
+    every weight the checkpoint's but the backbone's own output norms."""
+    args = []
+    for key in HF_ZOO:
+        model, images = build(key)
+        vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), 0.5)
+        folder = vbprune.save_pretrained(model, tmp_path / key)
+        if "AutoBackbone" in json.loads((folder / "config.json").read_text())["auto_map"]:
+            save_references(model, images, folder)
+            vbprune.push_folder(folder, f"tester/{key}")
+            args += [f"tester/{key}", str(folder)]
+    assert len(args) >= 2 * 6  # Swin, Swin V2, ConvNeXt (V2), DINOv2, BEiT, ...
+    results = run_stock(BACKBONE_LOAD, args, tmp_path)
+    for repo_id in args[::2]:
+        entry = results[repo_id]
+        assert entry["difference"] == 0.0, (repo_id, entry)
+        assert all(k.startswith("hidden_states_norms.") for k in entry["missing"]), entry
+        assert entry["loaded"] + len(entry["missing"]) == entry["total"], (repo_id, entry)
+        assert entry["maps"], repo_id

@@ -31,15 +31,17 @@ def resize_mlps(model, widths, layout):
     ``AutoBackbone``) holds them without the ``base_model_prefix``.
     """
     modules = dict(model.named_modules())
+    if set(widths) != set(layout):
+        raise ValueError(
+            "config.mlp_widths / mlp_layout name different MLPs: "
+            f"{sorted(set(widths) ^ set(layout))[:3]}"
+        )
     layout = _rooted(layout, modules, getattr(model, "base_model_prefix", ""))
     missing = sorted({p for parts in layout.values() for p in _paths(parts)} - set(modules))
-    if missing or set(widths) != set(layout):
-        raise ValueError(
-            "config.mlp_widths / mlp_layout do not fit this model: "
-            f"{missing[:3] or sorted(set(widths) ^ set(layout))[:3]}"
-        )
-    for name, width in widths.items():
-        parts = layout[name]
+    if missing:
+        raise ValueError(f"config.mlp_widths / mlp_layout do not fit this model: {missing[:3]}")
+    for name, parts in layout.items():
+        width = widths[name]
         fc2 = modules[parts["fc2"]]
         if not 1 <= width <= fc2.weight.shape[1]:
             raise ValueError(f"width {width} of {name} is outside [1, {fc2.weight.shape[1]}]")
@@ -63,22 +65,28 @@ def _paths(parts):
 
 def _rooted(layout, modules, prefix):
     """``layout`` with ``prefix.`` dropped from its paths when that is how this model
-    names them (a base model or backbone loading a head model's checkpoint)."""
+    names them (a base model or backbone loading a head model's checkpoint).
+
+    Such a model holds the trunk only: MLPs the head model has outside it (Perceiver's
+    decoder) are left out; an MLP only partly there is kept and reported as not fitting.
+    """
     paths = [p for parts in layout.values() for p in _paths(parts)]
     if not prefix or all(p in modules for p in paths):
         return layout
     start = prefix + "."
-    if not all(p.startswith(start) and p[len(start) :] in modules for p in paths):
+    if not all(p.startswith(start) for p in paths):
         return layout  # reported as not fitting by the caller
 
     def strip(path):
         return path[len(start) :]
 
-    return {
+    rooted = {
         name: {**parts, "fc1": [strip(p) for p in parts["fc1"]], "fc2": strip(parts["fc2"]),
                "channels": [strip(p) for p in parts["channels"]]}
         for name, parts in layout.items()
     }  # fmt: skip
+    here = {n: parts for n, parts in rooted.items() if any(p in modules for p in _paths(parts))}
+    return here if here else layout  # none here at all: not this model's checkpoint
 
 
 class PrunedMixin:

@@ -44,10 +44,11 @@ def _stock_class(model: nn.Module) -> type:
     return next(c for c in type(model).__mro__ if c.__module__.startswith("transformers."))
 
 
-def _auto_map(class_name: str, model_type: str) -> dict[str, str]:
+def _auto_map(class_name: str, config: Any, model: nn.Module) -> dict[str, str]:
     """``auto_map`` entries for the saved class and, of the same model type, its base
-    model (``AutoModel``) and backbone (``AutoBackbone``, where the family has one): all
-    pruned twins from ``modeling_vbprune``, all reading the same weights."""
+    model (``AutoModel``) and backbone (``AutoBackbone``, where the family has one) when
+    they can hold the saved weights: all pruned twins from ``modeling_vbprune``, all
+    reading the same weights."""
     from transformers.models.auto import modeling_auto
 
     auto_map = {}
@@ -56,11 +57,33 @@ def _auto_map(class_name: str, model_type: str) -> dict[str, str]:
         if any(class_name == n or (isinstance(n, tuple) and class_name in n) for n in names):
             auto_map[auto] = f"modeling_vbprune.{class_name}"
     for auto, mapping in _FAMILY_AUTO_CLASSES.items():
-        name = getattr(modeling_auto, mapping).get(model_type)
+        name = getattr(modeling_auto, mapping).get(config.model_type)
         name = name[0] if isinstance(name, tuple) else name
-        if name and auto not in auto_map:
+        if name and auto not in auto_map and _holds_weights_of(name, config, model):
             auto_map[auto] = f"modeling_vbprune.{name}"
     return auto_map or {"AutoModel": f"modeling_vbprune.{class_name}"}
+
+
+def _holds_weights_of(class_name: str, config: Any, model: nn.Module) -> bool:
+    """Whether the pruned twin ``class_name`` of a base model or backbone, built from
+    ``config`` (on the meta device: no memory), gives every weight it shares with
+    ``model`` the same shape. Not so for Perceiver, whose base model cannot hold its
+    classifier's trunk, pruned or not."""
+    from ..hf_remote.modeling_vbprune import pruned_class
+
+    try:
+        with torch.device("meta"):
+            twin = pruned_class(class_name)(config)
+    except (ValueError, TypeError, AttributeError, RuntimeError):  # not buildable so
+        return False
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    shapes = {}
+    for key, value in model.state_dict().items():
+        shapes[key] = value.shape
+        if key.startswith(prefix):  # how a base model or backbone names the trunk's
+            shapes[key[len(prefix) :]] = value.shape
+    return all(shapes.get(key, value.shape) == value.shape
+               for key, value in twin.state_dict().items())  # fmt: skip
 
 
 def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
@@ -72,7 +95,7 @@ def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.mlp_widths, config.mlp_layout = mlp_records(model)
     config.architectures = [stock.__name__]
-    config.auto_map = _auto_map(stock.__name__, config.model_type)
+    config.auto_map = _auto_map(stock.__name__, config, model)
     setattr(config, SECTION, section)
     with torch.device("meta"):
         pruned = pruned_class(stock.__name__)(config)  # shapes only; weights from ``model``
