@@ -96,10 +96,11 @@ def test_documented_timm_models_exist():
     assert not names - known, f"unknown timm models in the docs: {sorted(names - known)}"
 
 
-def quickstart_block(name: str) -> str:
-    text = (ROOT / "docs" / "quickstart.md").read_text()
+def docs_block(document: str, name: str) -> str:
+    """The Python block of ``docs/DOCUMENT`` marked ``<!-- docs-test: NAME -->``."""
+    text = (ROOT / "docs" / document).read_text()
     match = re.search(rf"<!-- docs-test: {name} -->\n```python\n(.*?)```", text, flags=re.S)
-    assert match, f"quickstart block {name} not found"
+    assert match, f"{document} block {name} not found"
     return match.group(1)
 
 
@@ -116,7 +117,7 @@ def run_block(code: str, replacements: dict[str, str]) -> dict:
 def test_timm_quickstart_runs(image_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = run_block(
-        quickstart_block("timm"),
+        docs_block("quickstart.md", "timm"),
         {
             # no pretrained weights or ImageNet here: a small DeiT, the generated folder
             '"deit_small_patch16_224.fb_in1k", pretrained=True': '"deit_tiny_patch16_224", '
@@ -140,7 +141,7 @@ def test_timm_quickstart_runs(image_folder, tmp_path, monkeypatch):
 def test_hf_quickstart_runs(image_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = run_block(
-        quickstart_block("hf"),
+        docs_block("quickstart.md", "hf"),
         {
             'AutoModelForImageClassification.from_pretrained("facebook/deit-small-patch16-224")': (
                 "__import__('transformers').DeiTForImageClassification(__import__('transformers')"
@@ -171,13 +172,6 @@ def test_no_script_shadows_an_installed_module():
         for path in (ROOT / folder).glob("*.py"):
             spec = importlib.util.find_spec(path.stem)
             assert spec is None, f"{folder}/{path.name} shadows the module at {spec.origin}"
-
-
-def docs_block(document: str, name: str) -> str:
-    text = (ROOT / "docs" / document).read_text()
-    match = re.search(rf"<!-- docs-test: {name} -->\n```python\n(.*?)```", text, flags=re.S)
-    assert match, f"{document} block {name} not found"
-    return match.group(1)
 
 
 @pytest.mark.slow
