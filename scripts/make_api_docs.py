@@ -27,10 +27,11 @@ SECTIONS = [
         [
             ("vbprune", [
                 "VarianceCalibrator", "NeuronStats", "ActivationStats", "PruningConfig",
-                "prune_model", "PruningResult", "plan_pruning", "select_neurons", "PruningPlan",
-                "SitePlan", "apply_plan", "magnitude_scores", "find_mlp_sites", "MLPSite",
+                "prune_model", "PruningResult", "CRITERIA", "COMPENSATIONS", "score_neurons",
+                "plan_pruning", "select_neurons", "PruningPlan", "SitePlan", "apply_plan",
+                "magnitude_scores", "obs_scores", "find_mlp_sites", "MLPSite",
                 "model_backend", "count_params", "count_macs", "save_pretrained",
-                "from_pretrained", "register_auto_classes", "push_to_hub", "push_folder",
+                "from_pretrained", "push_to_hub", "push_folder",
             ]),
         ],
     ),
@@ -54,12 +55,18 @@ SECTIONS = [
         "(they import only torch).",
         [
             ("vbprune.core.statistics", ["chan_merge", "merge_comoments"]),
+            ("vbprune.core.registry", ["Registry", "Entry"]),
+            ("vbprune.core.units", ["SiteUnits", "Removal", "Correction"]),
+            ("vbprune.core.selection", [
+                "score_units", "select_units", "plan_from_scores", "check_plan",
+            ]),
+            ("vbprune.core.validation", ["check_statistics"]),
             ("vbprune.core.surgery", [
-                "fold_means_into_bias", "shift_output", "shrink_mlp", "keep_outputs",
+                "shift_output", "add_to_inputs", "ensure_bias", "shrink_mlp", "keep_outputs",
                 "keep_inputs", "keep_channels",
             ]),
-            ("vbprune.core.compensation", [
-                "least_squares_correction", "lost_output_variance",
+            ("vbprune.core.least_squares", [
+                "least_squares_correction", "lost_output_variance", "obs_removal_scores",
             ]),
             ("vbprune.core.config", ["resolve_config"]),
         ],
@@ -262,6 +269,23 @@ def _document_class(path: str, cls) -> list[str]:
     return out
 
 
+def _document_registry(path: str, registry) -> list[str]:
+    """A table of a registry's entries: what can be named, and what each needs."""
+    out = [
+        f"### `{path}`",
+        "",
+        f"The registered {registry.kind} functions, by name (`{path}.register(name, ...)` "
+        'adds one; see docs/architecture.md, "How to add").',
+        "",
+        "| name | what it does | needs the covariance |",
+        "|---|---|---|",
+    ]
+    for entry in registry.values():
+        covariance = "yes" if entry.needs_covariance else ""
+        out.append(f"| `{entry.name}` | {entry.help} | {covariance} |")
+    return [*out, ""]
+
+
 def render() -> str:
     """The whole of docs/api.md as a string."""
     out = [
@@ -281,6 +305,8 @@ def render() -> str:
                 path = f"{module_name}.{name}"
                 if inspect.isclass(obj):
                     out += _document_class(path, obj)
+                elif type(obj).__name__ == "Registry":
+                    out += _document_registry(path, obj)
                 else:
                     out += [f"### `{path}`", "", "```python", _signature(name, obj), "```", ""]
                     out += [docstring_markdown(inspect.getdoc(obj) or ""), ""]

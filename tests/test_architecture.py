@@ -83,6 +83,7 @@ def test_no_import_cycle_in_the_package():
 # its own subpackage.
 LAYERS = [
     {"core", "_version"},
+    {"_extras"},  # optional dependencies, named when missing (standard library only)
     {"hf_remote"},
     {"architectures"},
     {"calibration", "pruning"},

@@ -270,8 +270,14 @@ def test_fold_created_bias_round_trips(images, tmp_path):
 
 
 def test_unrebuildable_timm_model_is_refused_at_save(images, tmp_path):
-    model = pruned("timm-vit", images)
-    del model.vbprune_model_args  # as if built by hand: only num_classes/img_size known
+    import timm
+
+    from testing_utils import TINY_TIMM_VIT_ARGS
+
+    # built from its class, not by timm.create_model: timm records no arguments, and
+    # num_classes and img_size read off the model do not rebuild it
+    model = randomize(timm.models.vit_tiny_patch16_224(pretrained=False, **TINY_TIMM_VIT_ARGS))
+    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), ratio=0.4)
     with pytest.raises(ValueError, match="pass the model_args it was created with"):
         vbprune.save_pretrained(model, tmp_path / "guess")
     assert not (tmp_path / "guess").exists()

@@ -147,19 +147,19 @@ def test_a_0_1_transformers_checkpoint_loads_with_stock_transformers(images, tmp
     assert stock_differences({folder: (model, images)}, tmp_path)[str(folder)] < 1e-6
 
 
-def test_renamed_attributes_warn_and_agree(images):
+def test_the_0_1_attribute_aliases_are_gone(images):
+    """0.1's attribute names warned since 0.2 and are removed; its files still load
+    (tests above, and test_config.test_plans_of_vbprune_0_1_load)."""
     model = pruned("timm-vit", images, ratio=0.0)
     stats = vbprune.VarianceCalibrator(model).run([images])
     result = vbprune.prune_model(model, stats, ratio=0.25)
     site = vbprune.find_mlp_sites(model)[0]
-    with pytest.warns(FutureWarning, match="PruningResult.hidden_sizes is renamed widths"):
-        assert result.hidden_sizes == result.widths
-    with pytest.warns(FutureWarning, match="original_sizes is renamed original_widths"):
-        assert result.original_sizes == result.original_widths
-    with pytest.warns(FutureWarning, match="PruningPlan.hidden_sizes is renamed widths"):
-        assert result.plan.hidden_sizes == result.widths
-    with pytest.warns(FutureWarning, match="MLPSite.hidden_size is renamed width"):
-        assert site.hidden_size == site.width == result.widths[site.name]
+    gone = [(result, "hidden_sizes"), (result, "original_sizes"), (result.plan, "hidden_sizes"),
+            (result.plan, "ratio"), (site, "hidden_size")]  # fmt: skip
+    for owner, old in gone:
+        assert not hasattr(owner, old), old
+    assert not hasattr(vbprune, "register_auto_classes")
+    assert result.widths[site.name] == site.width
 
 
 def test_0_1_import_paths_that_stay():

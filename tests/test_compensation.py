@@ -9,7 +9,7 @@ import torch
 
 import vbprune
 from testing_utils import FAMILIES, logits, randomize
-from vbprune.core.compensation import least_squares_correction
+from vbprune.core.least_squares import least_squares_correction
 from vbprune.core.statistics import NeuronStats
 
 
@@ -149,7 +149,7 @@ def test_ls_or_obs_without_covariance_or_with_nan_is_refused_before_anything_cha
 
 
 def test_lost_variance_matches_the_calibration_data_and_ls_loses_less():
-    from vbprune.core.compensation import lost_output_variance
+    from vbprune.core.least_squares import lost_output_variance
 
     data = correlated()
     width = data.shape[1]
@@ -237,7 +237,7 @@ def test_calibrator_covariance_fraction_on_feature_maps_and_bad_values(images):
 def ls_error(w2, cov, removed: list[int]) -> float:
     """Expected squared error of fc2's output after removing ``removed`` with least squares
     (no damping)."""
-    from vbprune.core.compensation import lost_output_variance
+    from vbprune.core.least_squares import lost_output_variance
 
     width = cov.shape[0]
     pruned = torch.tensor(removed)
@@ -248,7 +248,7 @@ def ls_error(w2, cov, removed: list[int]) -> float:
 
 
 def test_obs_order_is_the_greedy_least_squares_order():
-    from vbprune.core.compensation import obs_removal_scores
+    from vbprune.core.least_squares import obs_removal_scores
 
     data = correlated(width=10)
     cov = torch.cov(data.T)
@@ -270,7 +270,7 @@ def test_obs_order_is_the_greedy_least_squares_order():
 
 
 def test_obs_without_correlation_ranks_by_output_energy_and_constants_go_first():
-    from vbprune.core.compensation import obs_removal_scores
+    from vbprune.core.least_squares import obs_removal_scores
 
     variances = torch.tensor([4.0, 0.0, 1.0, 9.0, 0.25], dtype=torch.float64)
     w2 = torch.tensor([[1.0, 5.0, 3.0, 0.1, 2.0]], dtype=torch.float64)

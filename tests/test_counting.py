@@ -67,3 +67,14 @@ def test_count_macs_of_a_model_that_passes_a_parameter_into_a_submodule():
     model = Model()
     assert vbprune.count_macs(model, (4, 8, 8)) == 4 * 3
     assert all(p.requires_grad for p in model.parameters())  # frozen only meanwhile
+
+
+def test_count_macs_without_input_size_uses_the_models_own():
+    import torch
+
+    model = FAMILIES["timm-vit"]()  # built at 32 px: 224 px would not even run
+    assert vbprune.count_macs(model) == vbprune.count_macs(model, (3, 32, 32))
+    assert vbprune.count_macs(model, batch_size=3) == 3 * vbprune.count_macs(model)
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))  # neither timm nor transformers
+    with pytest.raises(vbprune.ConfigError, match="pass input_size"):
+        vbprune.count_macs(plain)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import torch
 from huggingface_hub import ModelCard
 
@@ -187,3 +188,59 @@ def test_report_says_which_dataset_each_top1_is_on(prune_output, image_folder, t
     assert "top1_after_pruning" not in report["accuracy"]  # measured on val
     assert report["accuracy_at_pruning"]["split"] == "val"
     assert report["distillation"]["eval_split"] == "train"
+
+
+def test_every_training_argument_reaches_the_trainer(prune_output, image_folder, tmp_path,
+                                                     capsys):  # fmt: skip
+    """The Trainer's own fields pass through (parsed by transformers' HfArgumentParser)
+    and win over vbprune's options that set the same field; output is one line per
+    evaluation, never the Trainer's raw log dictionaries."""
+    out = tmp_path / "kd"
+    assert distill(prune_output, image_folder, out, "--max_steps", 4, "--eval_strategy",
+                   "steps", "--eval_steps", 2, "--save_strategy", "steps", "--save_steps", 2,
+                   "--lr_scheduler_type", "linear", "--warmup_steps", 1,
+                   "--learning_rate", 5e-4) == 0  # fmt: skip
+    state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and state["eval_steps"] == 2
+    args = torch.load(out / "checkpoints" / "checkpoint-4" / "training_args.bin",
+                      weights_only=False)  # fmt: skip
+    assert args.lr_scheduler_type == "linear" and args.warmup_steps == 1
+    assert args.learning_rate == 5e-4  # the Trainer's spelling wins over --learning-rate
+    assert args.alpha == 0.5 and args.metric_for_best_model == "top1"  # vbprune's, kept
+    report = json.loads((out / "report.json").read_text())
+    assert report["distillation"]["max_steps"] == 4
+    assert report["distillation"]["learning_rate"] == 5e-4
+    assert len(report["distillation"]["eval_top1_per_epoch"]) == 2  # at steps 2 and 4
+    printed = capsys.readouterr().out
+    assert "{'" not in printed  # no raw dictionaries of the Trainer's logs
+    # one line per evaluation during training (at steps 2 and 4)
+    lines = [line for line in printed.splitlines() if line.startswith("step ")]
+    assert len(lines) == 2 and all("top-1" in line for line in lines), printed
+    assert "top-1 on val:" in printed
+
+
+def test_unknown_and_reserved_training_options_are_one_line_errors(
+    prune_output, image_folder, tmp_path, capsys
+):
+    out = tmp_path / "kd"
+    assert distill(prune_output, image_folder, out, "--no_such_field", 3) == 2
+    error = capsys.readouterr().err
+    assert "unknown option(s) --no_such_field 3" in error and "--help-training" in error
+    assert distill(prune_output, image_folder, out, "--output_dir", tmp_path / "x") == 2
+    assert "use --output" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+    with pytest.raises(SystemExit) as exit_:  # only distill passes options on
+        run_vbprune("prune", "--model", "m", "--ratio", 0.5, "--output", out, "--max_steps", 3)
+    assert exit_.value.code == 2 and "unrecognized arguments: --max_steps 3" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_training_options_distill_help_names_exist():
+    import re
+
+    from vbprune.commands.distill import TRAINING_HELP, _training_parser
+
+    named = set(re.findall(r"--\w+", TRAINING_HELP))
+    known = {option for action in _training_parser()._actions for option in action.option_strings}
+    assert named and named <= known, named - known

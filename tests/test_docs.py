@@ -75,11 +75,17 @@ def test_every_documented_command_parses():
     for action in parser._subparsers._group_actions:  # no --rat for --ratio in the docs
         for subparser in action.choices.values():
             subparser.allow_abbrev = False
+    from vbprune.cli import COMMANDS
+    from vbprune.commands.distill import _given_training_fields
+
     for where, argv in commands:
         try:
-            parser.parse_args(argv)
+            _, extra = parser.parse_known_args(argv)
         except SystemExit:
             pytest.fail(f"documented command does not parse: {where}")
+        if extra:  # only distill passes options on: the Trainer's, which must parse too
+            assert getattr(COMMANDS[argv[0]], "EXTRA_ARGUMENTS", False), (where, extra)
+            _given_training_fields(extra)
 
 
 def test_documented_timm_models_exist():
@@ -97,8 +103,10 @@ def test_documented_timm_models_exist():
 
 
 def docs_block(document: str, name: str) -> str:
-    """The Python block of ``docs/DOCUMENT`` marked ``<!-- docs-test: NAME -->``."""
-    text = (ROOT / "docs" / document).read_text()
+    """The Python block of ``docs/DOCUMENT`` (or of the README) marked
+    ``<!-- docs-test: NAME -->``."""
+    path = ROOT / document if document == "README.md" else ROOT / "docs" / document
+    text = path.read_text()
     match = re.search(rf"<!-- docs-test: {name} -->\n```python\n(.*?)```", text, flags=re.S)
     assert match, f"{document} block {name} not found"
     return match.group(1)
@@ -111,6 +119,25 @@ def run_block(code: str, replacements: dict[str, str]) -> dict:
     namespace: dict = {}
     exec(compile(code, "quickstart.md", "exec"), namespace)
     return namespace
+
+
+def test_readme_quickstart_runs_verbatim_on_a_timm_model_built_at_32_px(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    ns = run_block(docs_block("README.md", "readme-quickstart"), {})  # nothing replaced
+    model, result, pruned = ns["model"], ns["result"], ns["pruned"]
+    assert vbprune.architectures.interface.input_size(model) == (3, 32, 32)
+    assert result.num_pruned == 12 * 768 // 2  # DeiT-T: 12 MLPs of 768 neurons
+    (macs_before, params_before), (macs_after, params_after) = ns["before"], ns["after"]
+    assert macs_after < macs_before and params_after < params_before
+    # saved without model_args, reloaded bit for bit
+    assert type(pruned) is type(model)
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in pruned.state_dict().items())
+    printed = capsys.readouterr().out
+    assert printed.startswith("PruningResult(4608 of 9216 neurons removed from 12 MLPs")
+    assert len(printed) < 1000  # a short repr, not every kept index
 
 
 @pytest.mark.slow

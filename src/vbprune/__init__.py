@@ -60,11 +60,13 @@ _EXPORTS = {
     "magnitude_scores": "vbprune.pruning",
     "obs_scores": "vbprune.pruning",
     "prune_model": "vbprune.pruning",
+    "score_neurons": "vbprune.pruning",
+    "CRITERIA": "vbprune.core.criteria",
+    "COMPENSATIONS": "vbprune.core.compensation",
     "count_macs": "vbprune.evaluation.counting",
     "count_params": "vbprune.evaluation.counting",
     "from_pretrained": "vbprune.io.checkpoint",
     "save_pretrained": "vbprune.io.checkpoint",
-    "register_auto_classes": "vbprune.io.hf_format",
     "push_folder": "vbprune.io.hub",
     "push_to_hub": "vbprune.io.hub",
     "DistillationTrainer": "vbprune.training.trainer",
@@ -72,6 +74,8 @@ _EXPORTS = {
 }
 
 __all__ = [  # the names of _EXPORTS, spelled out for tools
+    "COMPENSATIONS",
+    "CRITERIA",
     "SUPPORTED_FAMILIES",
     "ActivationStats",
     "CheckpointError",
@@ -110,8 +114,8 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "prune_model",
     "push_folder",
     "push_to_hub",
-    "register_auto_classes",
     "save_pretrained",
+    "score_neurons",
     "select_neurons",
 ]
 
@@ -122,7 +126,9 @@ _SUBMODULES = {"architectures", "calibration", "cli", "commands", "core", "data"
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
     from .architectures import SUPPORTED_FAMILIES, MLPSite, find_mlp_sites, model_backend
     from .calibration import VarianceCalibrator
+    from .core.compensation import COMPENSATIONS
     from .core.config import PruningConfig
+    from .core.criteria import CRITERIA
     from .core.errors import (
         CheckpointError,
         ConfigError,
@@ -143,9 +149,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .core.statistics import ActivationStats, NeuronStats
     from .evaluation.counting import count_macs, count_params
     from .io.checkpoint import from_pretrained, save_pretrained
-    from .io.hf_format import register_auto_classes
     from .io.hub import push_folder, push_to_hub
-    from .pruning import PruningResult, apply_plan, magnitude_scores, obs_scores, prune_model
+    from .pruning import (
+        PruningResult,
+        apply_plan,
+        magnitude_scores,
+        obs_scores,
+        prune_model,
+        score_neurons,
+    )
     from .training.trainer import DistillationTrainer, DistillationTrainingArguments
 
 

@@ -26,7 +26,9 @@ def load_digits_tensors(test_fraction: float = 0.2, seed: int = 0):
     Raises:
         ImportError: if scikit-learn is not installed (``pip install scikit-learn``).
     """
-    from sklearn.datasets import load_digits
+    from ._extras import require
+
+    load_digits = require("sklearn.datasets", "demo", "the digits demo").load_digits
 
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 8.0 - 1.0  # (N,1,8,8)
@@ -44,6 +46,10 @@ def digits_vit(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **DIGITS_VIT_ARGS)
     model.vbprune_model_args = dict(DIGITS_VIT_ARGS)
+    # its images are tensors in [-1, 1] already (one channel): no normalisation; with the
+    # name's ImageNet mean and std (three channels) timm warns at every save
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (1, 8, 8), "mean": (0.0,),
+                            "std": (1.0,), "num_classes": 10}  # fmt: skip
     return model
 
 
@@ -65,9 +71,11 @@ def train_classifier(
 
 
 def accuracy(model: nn.Module, images, labels) -> float:
-    """Top-1 accuracy of ``model`` on tensors."""
+    """Top-1 accuracy of ``model`` on tensors (moved to the model's device)."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return float((model.eval()(images).argmax(-1) == labels).float().mean())
+        predicted = model.eval()(images.to(device)).argmax(-1).cpu()
+    return float((predicted == labels).float().mean())
 
 
 class TensorImageDataset(torch.utils.data.Dataset):

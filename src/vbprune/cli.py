@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._version import __version__
 from .commands import calibrate, demo, distill, evaluate, prune, push, sweep
 from .core.errors import VBPruneError
 
@@ -44,14 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vbprune", description="Variance-Based Pruning of trained vision models."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         command = subcommands.add_parser(
             name, help=module.HELP, description=module.HELP,
             formatter_class=_DefaultsShown,
+            # options it passes on (distill: the Trainer's) are never abbreviations of its own
+            allow_abbrev=not getattr(module, "EXTRA_ARGUMENTS", False),
         )  # fmt: skip
         module.add_arguments(command)
-        command.add_argument("--quiet", action="store_true", help="no progress bars")
+        command.add_argument(
+            "--quiet", action="store_true",
+            help="no progress bars and no progress lines; results are still printed",
+        )  # fmt: skip
     return parser
 
 
@@ -62,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     a non-empty output, ...) is printed as one line and exits with 2; anything else is a
     bug and keeps its traceback.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(COMMANDS[args.command], "EXTRA_ARGUMENTS", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra  # distill: TrainingArguments fields, parsed by transformers
     if args.quiet:  # read by tqdm, datasets and huggingface_hub when their bars start
         import os
 

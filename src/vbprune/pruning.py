@@ -1,14 +1,13 @@
-"""prune_model: select from statistics, then shrink every MLP and fold the removed means.
+"""prune_model: score and select neurons, then compensate for them in fc2 and shrink.
 
-The glue of the method: :mod:`vbprune.architectures` finds the MLPs, :mod:`vbprune.core`
-selects and operates on them.
+The glue of the method: :mod:`vbprune.architectures` finds the MLPs and shows each as
+:class:`~vbprune.core.units.SiteUnits`; :mod:`vbprune.core` scores them (a registered
+criterion), selects, and computes the registered compensation; the sites apply it.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import warnings
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,12 +16,13 @@ from torch import nn
 
 from .architectures import MLPSite, find_mlp_sites, model_backend
 from .architectures.widths import mlp_records
-from .core.compat import RenamedAttribute
-from .core.compensation import lost_output_variance, obs_removal_scores
+from .core.compensation import COMPENSATIONS
 from .core.config import PruningConfig, compensation, resolve_config
-from .core.errors import PlanError, StatisticsError
-from .core.selection import PruningPlan, plan_pruning
+from .core.least_squares import lost_output_variance
+from .core.selection import PruningPlan, check_plan, plan_from_scores, score_units
 from .core.statistics import NeuronStats
+from .core.units import Correction, Removal, SiteUnits
+from .core.validation import check_statistics
 
 
 @dataclass
@@ -38,8 +38,8 @@ class PruningResult:
             LayerNorm or Global Response Norm couples their neurons (``site.exact``).
         lost_variance: With ``diagnose`` and covariance statistics: per pruned site, the
             fraction of the variance of fc2's output on the calibration data that the
-            removal loses, with the mean fold (``"mean"``) and, when used, least squares
-            (``"ls"``); empty otherwise.
+            removal loses, with the mean fold (``"mean"``) and, when the compensation
+            also changes fc2's weights, with it (``"ls"``); empty otherwise.
     """
 
     plan: PruningPlan
@@ -47,10 +47,6 @@ class PruningResult:
     widths: dict[str, int]
     approximate_sites: list[str] = field(default_factory=list)
     lost_variance: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    # vbprune 0.1's names
-    original_sizes = RenamedAttribute("original_widths")
-    hidden_sizes = RenamedAttribute("widths")
 
     @property
     def config(self) -> PruningConfig:
@@ -62,120 +58,99 @@ class PruningResult:
         """Total number of hidden neurons removed."""
         return sum(self.original_widths.values()) - sum(self.widths.values())
 
-
-def check_stats(sites: list[MLPSite], stats: Mapping[str, NeuronStats]) -> None:
-    """Raise :class:`~vbprune.StatisticsError` unless ``stats`` cover every site with its
-    width."""
-    missing = [s.name for s in sites if s.name not in stats]
-    if missing:
-        raise StatisticsError(
-            f"statistics have no entry for {len(missing)} MLP site(s) of this model, e.g. "
-            f"{missing[0]!r}; were they computed on another model?"
+    def __repr__(self) -> str:  # the dataclass's would print every kept index
+        before, after = sum(self.original_widths.values()), sum(self.widths.values())
+        config = self.config
+        return (
+            f"PruningResult({self.num_pruned} of {before} neurons removed from "
+            f"{len(self.widths)} MLPs ({before} -> {after}); ratio {config.ratio:g}, "
+            f"{config.scope}, criterion {config.criterion}, compensate {config.compensate}"
+            + (f"; {len(self.approximate_sites)} approximate" if self.approximate_sites else "")
+            + ")"
         )
-    for site in sites:
-        entry = stats[site.name]
-        shapes = {tuple(entry.mean.shape), tuple(entry.m2.shape)}
-        if shapes != {(site.width,)}:
-            widths = " and ".join(str(shape) for shape in sorted(shapes))
-            raise StatisticsError(
-                f"statistics of {site.name} have shape {widths}, the model has {site.width} neurons"
-            )
-    extra = sorted(set(stats) - {s.name for s in sites})
-    if extra:
-        warnings.warn(f"ignoring statistics of sites not in the model: {extra}", stacklevel=3)
 
 
-def _check_plan(sites: list[MLPSite], plan: PruningPlan) -> None:
-    names = {site.name for site in sites}
-    extra = sorted(set(plan.sites) - names)
-    if extra:
-        raise PlanError(f"plan does not fit the model: it has no MLP {extra[0]!r}")
-    for site in sites:
-        entry = plan.sites.get(site.name)
-        if entry is None or entry.width != site.width:
-            found = "missing" if entry is None else f"width {entry.width}"
-            raise PlanError(
-                f"plan does not fit the model: {site.name} has width {site.width}, "
-                f"plan entry {found}"
-            )
-        keep = entry.keep
-        if not all(isinstance(i, int) for i in keep) or any(
-            a >= b for a, b in itertools.pairwise(keep)
-        ):
-            raise PlanError(f"plan entry of {site.name}: keep must be increasing integers")
-        if keep and (keep[0] < 0 or keep[-1] >= entry.width):
-            raise PlanError(f"plan entry of {site.name}: keep indices outside [0, {entry.width})")
-        if not keep:
-            raise PlanError(f"plan entry of {site.name} keeps no neuron")
-        if len(entry.fold_mean) != entry.width - len(keep) or not all(
-            math.isfinite(m) for m in entry.fold_mean
-        ):
-            raise PlanError(
-                f"plan entry of {site.name}: fold_mean must hold one finite value per "
-                "removed neuron"
-            )
+def score_neurons(
+    model: nn.Module,
+    stats: Mapping[str, NeuronStats] | None = None,
+    criterion: str = "variance",
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Scores of every MLP neuron of ``model`` by a registered criterion (lowest removed
+    first), e.g. for :func:`vbprune.plan_pruning`'s ``scores`` or to inspect a ranking.
+
+    Args:
+        model: A supported timm or transformers model.
+        stats: Its calibration statistics (not needed by ``"magnitude"``).
+        criterion: A name of :data:`vbprune.core.criteria.CRITERIA`.
+        seed: Seed of random criteria.
+
+    Raises:
+        ConfigError: an unknown criterion.
+        StatisticsError: statistics missing or unfit (or without the covariance that
+            the criterion needs).
+    """
+    config = PruningConfig(0.0, criterion=criterion, seed=seed)
+    units = _units(find_mlp_sites(model), stats, _covariance_need(config, "criterion"))
+    return score_units(units, config)
 
 
 def magnitude_scores(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Weight-magnitude score of every hidden neuron: ``||W1[j, :]|| * ||W2[:, j]||``.
-
-    The baseline criterion the paper compares variance with (no data needed).
-    """
-    scores = {}
-    for site in find_mlp_sites(model):
-        w1 = site.fc1.weight.detach().flatten(1).float()  # (H, in)
-        w2 = site.fc2.weight.detach().flatten(1).float()  # (out, H)
-        scores[site.name] = (w1.norm(dim=1) * w2.norm(dim=0)).cpu()
-    return scores
+    """Weight-magnitude score of every hidden neuron: ``||W1[j, :]|| * ||W2[:, j]||``
+    (a gated neuron's input rows: its gate and value rows), the baseline criterion the
+    paper compares variance with (no data needed); ``score_neurons(model, None,
+    "magnitude")``."""
+    return score_neurons(model, None, "magnitude")
 
 
 def obs_scores(model: nn.Module, stats: Mapping[str, NeuronStats]) -> dict[str, torch.Tensor]:
-    """Optimal-Brain-Surgeon score of every hidden neuron, for ``criterion="obs"``.
+    """Optimal-Brain-Surgeon score of every hidden neuron, for ``criterion="obs"``
+    (``score_neurons(model, stats, "obs")``).
 
     Per MLP, the greedy order in which removing neurons least increases fc2's output error
-    once least squares compensates them (:func:`vbprune.core.compensation.obs_removal_scores`);
-    the scores are in fc2's output units, so one global ranking compares MLPs. Needs
-    statistics with covariance. Cost: about H^3 float64 multiply-adds per MLP (DeiT-B: 1.7 s
-    per MLP on a 2-core CPU).
+    once least squares compensates them
+    (:func:`vbprune.core.least_squares.obs_removal_scores`); the scores are in fc2's
+    output units, so one global ranking compares MLPs. Needs statistics with covariance.
+    Cost: about H^3 float64 multiply-adds per MLP (DeiT-B: 1.7 s per MLP on a 2-core CPU).
 
     Raises:
         StatisticsError: if a site has no finite covariance of the right shape.
     """
-    sites = find_mlp_sites(model)
-    _check_covariance(sites, stats, 'criterion="obs"')
-    scores = {}
-    for site in sites:
-        w2 = site.fc2.weight.detach().flatten(1)
-        cov = stats[site.name].cov.to(w2.device)
-        scores[site.name] = obs_removal_scores(w2, cov).cpu()
-    return scores
+    return score_neurons(model, stats, "obs")
 
 
-def _check_covariance(
-    sites: list[MLPSite], stats: Mapping[str, NeuronStats] | None, need: str = 'compensate="ls"'
-) -> None:
-    """Refuse ``need`` (least squares, or the OBS criterion) without a usable covariance
-    of every site."""
-    if stats is None:
-        raise StatisticsError(
-            f"{need} needs the calibration statistics: apply_plan(model, plan, "
-            "stats=...) with VarianceCalibrator(model, covariance=True) statistics"
-        )
-    for site in sites:
-        entry = stats.get(site.name)
-        if entry is None or entry.c2 is None:
-            raise StatisticsError(
-                f"{need} needs the covariance of every MLP; {site.name} has none: "
-                "calibrate with VarianceCalibrator(model, covariance=True) (or "
-                "`vbprune calibrate --covariance`)"
-            )
-        if entry.c2.shape != (site.width, site.width):
-            raise StatisticsError(
-                f"covariance of {site.name} has shape {tuple(entry.c2.shape)}, the model has "
-                f"{site.width} neurons"
-            )
-        if not bool(torch.isfinite(entry.c2).all()):
-            raise StatisticsError(f"covariance of {site.name} holds NaN or infinite values")
+PROGRESS_DELAY = 2.0  # seconds before a bar of the per-MLP work appears
+
+
+def _progress(description: str, total: int):
+    """A progress bar over the sites that appears only on a terminal and only when the
+    loop takes more than two seconds (OBS scores and least squares of large MLPs)."""
+
+    def bar(items):
+        from tqdm.auto import tqdm
+
+        return tqdm(items, desc=description, total=total, unit="MLP", delay=PROGRESS_DELAY,
+                    leave=False, disable=None)  # fmt: skip
+
+    return bar
+
+
+def _covariance_need(config: PruningConfig, *options: str) -> str | None:
+    """``'compensate="ls"'``: which of ``options`` (default: any) needs the covariance."""
+    need = config.covariance_need(*options)
+    return need and f'{need}="{getattr(config, need)}"'
+
+
+def _units(
+    sites: list[MLPSite], stats: Mapping[str, NeuronStats] | None, covariance: str | None
+) -> dict[str, SiteUnits]:
+    """Every site's units with its statistics, checked (``None`` when not given and no
+    covariance is needed: what needs them raises then)."""
+    if stats is None and covariance is None:
+        return {site.name: site.units() for site in sites}
+    widths = {site.name: site.width for site in sites}
+    checked = check_statistics(stats, widths, covariance)
+    return {site.name: site.units(checked[site.name]) for site in sites}
 
 
 def apply_plan(
@@ -189,11 +164,12 @@ def apply_plan(
     Args:
         model: The model the plan was made for (every site must have the plan's width).
         plan: From :func:`vbprune.plan_pruning` (or :meth:`PruningPlan.from_dict`).
-        compensate: ``"mean"`` folds the removed neurons' means into fc2's bias (the
-            paper's mean-shift compensation), ``"ls"`` lets fc2 predict them from the kept
-            neurons by least squares (needs ``stats`` with covariance), ``"none"`` only
-            drops them (ablation); ``True``/``False`` mean ``"mean"``/``"none"``. Default:
-            what the plan's config says.
+        compensate: A registered compensation (:data:`vbprune.core.compensation.
+            COMPENSATIONS`): ``"mean"`` folds the removed neurons' means into fc2's bias
+            (the paper's mean-shift compensation; the means are in the plan), ``"ls"``
+            lets fc2 predict them from the kept neurons by least squares (needs ``stats``
+            with covariance), ``"none"`` only drops them (ablation); ``True``/``False``
+            mean ``"mean"``/``"none"``. Default: what the plan's config says.
         stats: The calibration statistics the plan was made from; needed (with
             covariance) for ``"ls"``.
 
@@ -207,11 +183,10 @@ def apply_plan(
             covariance of every site.
     """
     sites = find_mlp_sites(model)
-    _check_plan(sites, plan)
+    check_plan(plan, {site.name: site.width for site in sites})
     mode = compensation(compensate, default=plan.config.compensate)
-    if mode == "ls":
-        _check_covariance(sites, stats)
-    _apply(model, sites, plan, mode, stats)
+    config = dataclasses.replace(plan.config, compensate=mode)
+    _apply(model, sites, plan, mode, _units(sites, stats, _covariance_need(config, "compensate")))
     return {site.name: site.width for site in sites}
 
 
@@ -220,39 +195,59 @@ def _apply(
     sites: list[MLPSite],
     plan: PruningPlan,
     mode: str,
-    stats: Mapping[str, NeuronStats] | None,
+    units: Mapping[str, SiteUnits],
     lost: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """The surgery of a checked plan; fills ``lost`` (the report's diagnostics: the share
-    of each fc2's output variance lost with the mean fold and with ``mode``) when given
-    and the statistics hold covariances."""
+    """The surgery of a checked plan. Every site's correction is computed first, so a
+    compensation that fails leaves the model as it was; then fc2s are corrected and the
+    sites shrunk. Fills ``lost`` (the report's diagnostics: the share of each fc2's
+    output variance lost with the mean fold and with ``mode``'s weight change) when
+    given and the statistics hold covariances."""
+    compensate = COMPENSATIONS[mode].function
+    corrections: dict[str, tuple[Removal, Correction]] = {}
     with torch.no_grad():
-        for site in sites:
+        for site in _progress(f"compensating ({mode})", len(sites))(sites):
             entry = plan.sites[site.name]
             if len(entry.keep) == entry.width:
                 continue
-            keep = torch.tensor(entry.keep, dtype=torch.int64)
-            pruned = torch.tensor(entry.pruned, dtype=torch.int64)
-            moments = stats[site.name] if stats is not None else None
-            diagnose = lost is not None and moments is not None and moments.c2 is not None
-            w2 = site.fc2.weight.detach().flatten(1).clone() if diagnose else None  # as was
-            delta_w = None
-            if mode == "mean":
-                site.fold(pruned, torch.tensor(entry.fold_mean, dtype=torch.float64))
-            elif mode == "ls":
-                delta_w = site.compensate_least_squares(keep, pruned, moments.mean, moments.cov)
-            if diagnose:
-                cov = moments.cov.to(w2.device)
-                lost[site.name] = {"mean": round(lost_output_variance(w2, keep, pruned, cov), 6)}
-                if delta_w is not None:
-                    lost[site.name]["ls"] = round(
-                        lost_output_variance(w2, keep, pruned, cov, delta_w), 6
-                    )
-            site.shrink(keep)
+            removal = Removal(
+                torch.tensor(entry.keep, dtype=torch.int64),
+                torch.tensor(entry.pruned, dtype=torch.int64),
+                torch.tensor(entry.fold_mean, dtype=torch.float64),
+            )
+            correction = compensate(units[site.name], removal)
+            corrections[site.name] = (removal, correction)
+            if lost is not None:
+                _diagnose(units[site.name], removal, mode, correction, lost)
+        for site in sites:
+            if site.name in corrections:
+                removal, correction = corrections[site.name]
+                site.correct(correction, removal.keep)
+                site.shrink(removal.keep)
     if model_backend(model) == "transformers":
         # the config describes the pruned model (save_pretrained writes it; the pruned
         # class of vbprune.hf_remote rebuilds the model from it)
         model.config.mlp_widths, model.config.mlp_layout = mlp_records(model)
+
+
+def _diagnose(
+    units: SiteUnits,
+    removal: Removal,
+    mode: str,
+    correction: Correction,
+    lost: dict[str, dict[str, float]],
+) -> None:
+    """``lost[site]``: the share of fc2's output variance the removal loses with the mean
+    fold, and with ``mode`` when it changes fc2's weights (needs the covariance)."""
+    if units.stats is None or units.stats.c2 is None:
+        return
+    w2, keep, pruned = units.fc2_weight, removal.keep, removal.pruned
+    cov = units.stats.cov.to(w2.device)
+    lost[units.name] = {"mean": round(lost_output_variance(w2, keep, pruned, cov), 6)}
+    if correction.weight is not None:
+        lost[units.name][mode] = round(
+            lost_output_variance(w2, keep, pruned, cov, correction.weight), 6
+        )
 
 
 def prune_model(
@@ -313,19 +308,14 @@ def prune_model(
         round_to=round_to, criterion=criterion, seed=seed,
     )  # fmt: skip
     sites = find_mlp_sites(model)
-    check_stats(sites, stats)
+    if stats is None:
+        check_statistics(stats)  # one message for every entry point
+    units = _units(sites, stats, _covariance_need(config))  # checked before any work
+    scores = score_units(units, config, _progress(f"scoring ({config.criterion})", len(units)))
+    plan = plan_from_scores(units, scores, config)
     original = {site.name: site.width for site in sites}
-    ordered = {site.name: stats[site.name] for site in sites}
-    if config.compensate == "ls":  # before any work
-        _check_covariance(sites, stats)
-    scores = None
-    if config.criterion == "magnitude":
-        scores = magnitude_scores(model)
-    elif config.criterion == "obs":
-        scores = obs_scores(model, ordered)
-    plan = plan_pruning(ordered, scores=scores, config=config)
     approximate = [site.name for site in sites if not site.exact]
     lost: dict[str, dict[str, float]] = {}
-    _apply(model, sites, plan, config.compensate, stats, lost if diagnose else None)
+    _apply(model, sites, plan, config.compensate, units, lost if diagnose else None)
     widths = {site.name: site.width for site in sites}
     return PruningResult(plan, original, widths, approximate, lost)

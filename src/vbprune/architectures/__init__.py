@@ -1,11 +1,13 @@
 """Architecture adapters: the only code that knows where each framework keeps its MLPs.
 
 ``layouts`` is the table of MLP module classes (timm and transformers) and where their
-layers are; ``finder`` walks a model and matches it; ``site.MLPSite`` applies the core
-surgery to one MLP; ``probe`` checks a layout on a real model; ``widths`` resizes a
-freshly built model to recorded widths; ``backend`` says which library a model is from
-and ``interface`` knows each backend's input size and output format. Nothing here
-imports timm or transformers at module level.
+layers are; ``finder`` walks a model and matches it; ``site.MLPSite`` shows one MLP to
+the core (its units, statistics and weights) and applies the core's correction and
+surgery to it; ``widths`` resizes a freshly built model to recorded widths; ``backend``
+says which library a model is from and ``interface`` knows each backend's input size and
+output format. (The probe that checks a layout on a real model is
+:mod:`vbprune.evaluation.probe`.) Nothing here imports timm or transformers at module
+level.
 """
 
 from __future__ import annotations

@@ -7,32 +7,86 @@ from typing import Any
 
 from torch import nn
 
+from ..core.errors import ConfigError
 from .backend import model_backend
 
 
 def timm_built_size(model: nn.Module) -> tuple[int, int] | None:
-    """``(H, W)`` a timm model's patch embedding was built for, if it has one.
+    """``(H, W)`` a timm model was built for (its ``img_size``), if it has one.
 
     A model created with another ``img_size`` keeps its name's pretrained_cfg, whose
-    ``input_size`` is then wrong: this size is the one to trust.
+    ``input_size`` (and so ``timm.data.resolve_model_data_config``) is then wrong: this
+    size is the one to trust. Read off the patch embedding, which checks its inputs
+    against it, else timm's record of the model (``timm.models.get_model_traits``,
+    kept current by ``set_input_size``); ``None`` for a model that takes no
+    ``img_size`` (ConvNeXt, PVTv2, ...).
     """
     size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    return tuple(size) if size is not None else None
+    if size is None:
+        from timm.models import get_model_traits
+
+        size = get_model_traits(model).get("img_size")
+    if size is None:
+        return None
+    return (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+
+
+def _timm_input_size(model: nn.Module) -> tuple[int, int, int]:
+    from timm.models import get_model_input_config
+
+    config = get_model_input_config(model)  # the model's own traits, not its source's
+    channels, *size = config["input_size"]
+    built_for = timm_built_size(model)  # a model built by its class has no traits
+    first_conv = config.get("first_conv")
+    if isinstance(first_conv, str):  # the stem itself (a feature wrapper renames it)
+        channels = getattr(_submodule(model, first_conv), "in_channels", channels)
+    return (int(channels), *(built_for or (int(s) for s in size)))
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def input_size(model: nn.Module) -> tuple[int, int, int]:
-    """``(C, H, W)`` of one input image of ``model`` (for MACs and latency)."""
-    if model_backend(model) == "timm":
-        built_for = timm_built_size(model)
-        if built_for is not None:
-            return (model.patch_embed.proj.in_channels, *built_for)
-        import timm.data
+    """``(C, H, W)`` of one input image of ``model``: the size it was built for (for
+    MACs, latency and calibration inputs).
 
-        return tuple(timm.data.resolve_model_data_config(model)["input_size"])
-    config = model.config
-    size = getattr(config, "image_size", 224)
+    Args:
+        model: A timm model (also one built through vbprune's ``vbprune_pruned`` entry,
+            or wrapped by ``features_only``), a transformers model, or transformers'
+            ``TimmWrapper`` of a timm model.
+
+    Returns:
+        timm: the model's current input config, ``timm.models.get_model_input_config``
+        (the ``img_size`` and ``in_chans`` it was created with, or resized to by
+        ``set_input_size``; its pretrained_cfg's size, e.g. 224 px, for a model that
+        takes no ``img_size`` such as ConvNeXt or PVTv2), checked against the patch
+        embedding and the stem's input channels. Not ``resolve_model_data_config``,
+        which keeps the pretrained_cfg's size of a model built at another one.
+        transformers: ``config.num_channels`` and ``config.image_size`` (3 and 224
+        where the config has none).
+
+    Raises:
+        ConfigError: for a model of neither library (pass the size yourself).
+    """
+    backend = model_backend(model)
+    if backend == "timm":
+        return _timm_input_size(model)
+    wrapped = getattr(model, "timm_model", None)  # transformers' TimmWrapper
+    if backend == "transformers" and model_backend(wrapped) == "timm":
+        return _timm_input_size(wrapped)
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ConfigError(
+            f"cannot tell the input size of a {type(model).__name__} (neither a timm nor "
+            "a transformers model): pass input_size=(C, H, W)"
+        )
+    size = getattr(config, "image_size", None) or 224
     size = (size, size) if isinstance(size, int) else tuple(size)
-    return (getattr(config, "num_channels", 3), *size)
+    return (getattr(config, "num_channels", None) or 3, *size)
 
 
 def num_classes(model: nn.Module) -> int | None:

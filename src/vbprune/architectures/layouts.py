@@ -12,8 +12,8 @@ from these classes is supported. A row names attribute paths relative to the MLP
 
 Whatever stands before fc1 (an input norm) or after fc2 (layer-scale, an output
 BatchNorm) needs no row: the fold stays exact. Adding a layout is adding a row here and
-a small model to ``tests/test_layouts.py``; :func:`vbprune.architectures.probe.probe`
-verifies it.
+a small model to ``tests/layout_zoo.py``; :func:`vbprune.evaluation.probe.probe`
+verifies it (``tests/test_layouts.py`` runs it on every zoo model).
 
 This file is data: it imports neither timm nor transformers.
 """

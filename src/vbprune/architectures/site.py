@@ -9,8 +9,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..core import surgery
-from ..core.compat import RenamedAttribute
-from ..core.compensation import DAMPING, least_squares_correction
+from ..core.statistics import NeuronStats
+from ..core.units import Correction, SiteUnits
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,8 +53,6 @@ class MLPSite:
     paths: Mapping[str, Any] = field(default_factory=dict)
     fc2_norm: nn.Module | None = None
 
-    hidden_size = RenamedAttribute("width")  # vbprune 0.1's name
-
     @property
     def width(self) -> int:
         """Current number of hidden neurons (input channels of ``fc2``)."""
@@ -80,28 +78,23 @@ class MLPSite:
         extra = [self.grn] if self.grn is not None and self.grn not in self.channels else []
         return [*self.channels, *extra]
 
-    def fold(self, pruned: Tensor, mean: Tensor) -> None:
-        """Fold the mean activations ``mean`` of neurons ``pruned`` into fc2's bias, or
-        into the running mean of the BatchNorm after a bias-free fc2."""
-        delta = surgery.fold_delta(self.fc2, pruned, mean)
-        surgery.shift_output(self.fc2, delta, self.fc2_norm)
+    def units(self, stats: NeuronStats | None = None) -> SiteUnits:
+        """What a criterion or compensation sees of this MLP: one unit per hidden neuron,
+        its statistics and the weights around it (a gated MLP's gate and value rows)."""
+        fc1 = self.fc1.weight.detach().flatten(1)  # (H, in) or, packed, (2H, in)
+        rows = tuple(fc1.chunk(2)) if self.packed else (fc1,)
+        if self.gate is not None:
+            rows = (self.gate.weight.detach().flatten(1), *rows)
+        return SiteUnits(self.name, stats, self.fc2.weight.detach().flatten(1), rows)
 
-    def compensate_least_squares(
-        self, keep: Tensor, pruned: Tensor, mean: Tensor, cov: Tensor, damping: float = DAMPING
-    ) -> Tensor:
-        """Let fc2 predict the removed neurons from the kept ones (before :meth:`shrink`):
-        ``mean`` and ``cov`` are the calibration statistics of all ``width`` neurons
-        (:func:`vbprune.core.compensation.least_squares_correction`).
-
-        Returns:
-            The ``(out, K)`` change made to fc2's kept columns (for diagnostics).
-        """
-        delta_w, delta_b = least_squares_correction(
-            self.fc2.weight.detach().flatten(1), keep, pruned, mean, cov, damping
-        )
-        surgery.add_to_inputs(self.fc2, keep, delta_w)
-        surgery.shift_output(self.fc2, delta_b, self.fc2_norm)
-        return delta_w
+    def correct(self, correction: Correction, keep: Tensor) -> None:
+        """Add a compensation's correction to fc2 (before :meth:`shrink`): to the columns
+        ``keep`` and to the output (fc2's bias, or the running mean of the BatchNorm
+        after a bias-free fc2)."""
+        if correction.weight is not None:
+            surgery.add_to_inputs(self.fc2, keep, correction.weight)
+        if correction.bias is not None:
+            surgery.shift_output(self.fc2, correction.bias, self.fc2_norm)
 
     def shrink(self, keep: Tensor) -> None:
         """Keep only the hidden neurons ``keep`` (sorted indices), in place."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
+from ..core.surgery import ensure_bias
 from . import find_mlp_sites
 
 
@@ -61,6 +62,5 @@ def apply_widths(
             raise CheckpointError(f"{where}: width {width} of {name} is outside [1, {site.width}]")
         with torch.no_grad():
             site.shrink(torch.arange(width))  # right shapes; the values load next
-            if site.fc2.bias is None and weight_shapes and f"{fc2_name}.bias" in weight_shapes:
-                weight = site.fc2.weight
-                site.fc2.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype))
+            if weight_shapes and f"{fc2_name}.bias" in weight_shapes:
+                ensure_bias(site.fc2)  # made by the fold: the saved weights have it

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..core.config import COMPENSATIONS, CRITERIA, SCOPES, PruningConfig
+from ..core.compensation import COMPENSATIONS
+from ..core.config import SCOPES, PruningConfig
+from ..core.criteria import CRITERIA
 from ..io.model_specs import MODEL_SPEC_HELP
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -69,8 +71,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model precision")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    """The dataset, split, sample count and loader options of calibration/evaluation."""
+def add_data_arguments(
+    parser: argparse.ArgumentParser, required: bool, split: str = "train",
+    purpose: str = "calibrate on",
+) -> None:  # fmt: skip
+    """The dataset, split, sample count and loader options of calibration/evaluation
+    (``split``: the default split, which the help says is the one to ``purpose``)."""
     group = parser.add_argument_group("calibration data")
     group.add_argument(
         "--dataset",
@@ -78,13 +84,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
         help="Hub dataset id (ImageNet: ILSVRC/imagenet-1k) or a folder ROOT with "
         "ROOT/train/<class>/* and ROOT/val/<class>/*",
     )
-    group.add_argument("--split", default="train", help="split to calibrate on")
+    group.add_argument("--split", default=split, help=f"split to {purpose}")
     group.add_argument("--num-samples", type=positive_int, help="images (default: all)")
     group.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
-    group.add_argument(
-        "--num-workers", type=non_negative_int, default=default_workers(),
-        help="loader worker processes (default: the CPUs this process may use, at most 4)",
-    )  # fmt: skip
+    add_num_workers(group)
     group.add_argument("--image-column", default="image", help="dataset column of the images")
     group.add_argument("--label-column", default="label", help="dataset column of the labels")
     group.add_argument("--streaming", action="store_true", help="stream a Hub dataset")
@@ -92,6 +95,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument(
         "--seed", type=int, default=0, help="seed of the sampling shuffle and of random draws"
     )
+
+
+def add_num_workers(parser) -> None:
+    """``--num-workers``: its default is what this machine allows (shown by --help)."""
+    parser.add_argument(
+        "--num-workers", type=non_negative_int, default=default_workers(),
+        help="loader worker processes (the CPUs this process may use, at most 4)",
+    )  # fmt: skip
 
 
 def add_skip_bad_images(parser) -> None:
@@ -123,12 +134,12 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--round-to", type=int, default=1, help=_CONFIG_HELP["round_to"])
     group.add_argument("--min-keep", type=int, default=1, help=_CONFIG_HELP["min_keep"])
     group.add_argument(
-        "--criterion", choices=CRITERIA, default="variance", help=_CONFIG_HELP["criterion"]
+        "--criterion", choices=list(CRITERIA), default="variance", help=_CONFIG_HELP["criterion"]
     )
     group.add_argument(
         "--compensate",
         nargs="?",
-        choices=COMPENSATIONS,
+        choices=list(COMPENSATIONS),
         const="mean",
         default="mean",
         help=_CONFIG_HELP["compensate"] + " (with --dataset, ls and --criterion obs "

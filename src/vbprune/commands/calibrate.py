@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..core.errors import OutputExistsError
 from .arguments import add_covariance_fraction, add_data_arguments, add_model_arguments
+from .options import DataOptions, ModelOptions, OutputOptions
 
 HELP = "record post-activation MLP statistics on a dataset"
 
@@ -28,18 +29,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Statistics of every MLP, merged over processes, written to ``--output``."""
+    return calibrate_statistics(
+        ModelOptions.from_args(args), DataOptions.from_args(args), OutputOptions.from_args(args),
+        covariance=args.covariance,
+    )  # fmt: skip
+
+
+def calibrate_statistics(
+    model_options: ModelOptions, data: DataOptions, out: OutputOptions, covariance: bool
+) -> int:
+    """Check the output file, load the model, calibrate, write the statistics."""
     from ..io.folders import check_parents
     from .runtime import calibrate, make_accelerator, prepare_model
 
     accelerator = make_accelerator()
-    output = Path(args.output)
+    output = Path(out.output)
     if output.is_dir():
         raise OutputExistsError(f"--output {output} is a folder; give a .safetensors file path")
     check_parents(output)
-    if output.exists() and not args.overwrite:  # before the calibration, not after
+    if output.exists() and not out.overwrite:  # before the calibration, not after
         raise OutputExistsError(f"--output {output} exists (pass --overwrite to replace it)")
-    model = prepare_model(args, accelerator)
-    stats, info = calibrate(args, model, accelerator, covariance=args.covariance)
+    model = prepare_model(model_options, accelerator)
+    stats, info = calibrate(data, model, accelerator, covariance=covariance)
     if accelerator.is_main_process:
         stats.save(output)
         print(f"wrote statistics of {len(stats)} MLPs ({info['seconds']} s) to {output}")

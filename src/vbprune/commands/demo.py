@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.config import COMPENSATIONS, PruningConfig
+from ..core.compensation import COMPENSATIONS
+from ..core.config import PruningConfig
+from ..core.criteria import CRITERIA
 from .arguments import positive_int
 
 HELP = "prune and recover a ViT trained on digits (no download)"
-
-# (row of the table, criterion, compensation); the first two are distilled
-VARIANTS = (
-    ("VBP: variance, mean fold", "variance", "mean"),
-    ("variance, least squares", "variance", "ls"),
-    ("variance, no compensation", "variance", "none"),
-    ("OBS selection, least squares", "obs", "ls"),
-    ("random selection, mean fold", "random", "mean"),
-)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,24 +24,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=float, default=0.8, help="fraction of MLP neurons removed")
     p.add_argument("--num-samples", type=positive_int, default=None, help="calibration images")
     p.add_argument("--epochs", type=positive_int, default=2, help="distillation epochs")
+    p.add_argument("--criterion", choices=list(CRITERIA), default="variance",
+                   help="the criterion of the saved model")  # fmt: skip
     p.add_argument(
         "--compensate",
-        choices=COMPENSATIONS[:2],
+        choices=list(COMPENSATIONS),
         default="mean",
-        help="which variance-ranked model is saved: mean (VBP, the paper) or ls (least squares)",
+        help="the compensation of the saved model (mean: VBP, the paper)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+
+
+def variants(config: PruningConfig) -> list[PruningConfig]:
+    """The rows of the demo's table, from the registries: the variance criterion with
+    every compensation, every other criterion with the compensation it is made for (else
+    the mean fold), and ``config`` itself."""
+    import dataclasses
+
+    rows = [dataclasses.replace(config, criterion="variance", compensate=name)
+            for name in COMPENSATIONS]  # fmt: skip
+    for name, entry in CRITERIA.items():
+        if name != "variance":
+            compensate = entry.compensation or "mean"
+            rows.append(dataclasses.replace(config, criterion=name, compensate=compensate))
+    return list(dict.fromkeys([*rows, config]))  # configs are frozen: hashable
+
+
+def label(config: PruningConfig) -> str:
+    """``variance, mean fold (VBP)``: a row's name."""
+    name = f"{CRITERIA[config.criterion].label}, {COMPENSATIONS[config.compensate].label}"
+    return name + (
+        " (VBP)" if (config.criterion, config.compensate) == ("variance", "mean") else ""
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print a before/after table."""
     import copy
-    import dataclasses
     import json
     import time
 
     from .._digits import accuracy, load_digits_tensors, trained_digits_vit
-    from ..architectures.interface import input_size
     from ..calibration import VarianceCalibrator
     from ..evaluation.counting import count_macs, count_params
     from ..io.checkpoint import save_pretrained
@@ -56,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pruning import prune_model
 
     # validated before anything is trained
-    config = PruningConfig(ratio=args.ratio, compensate=args.compensate)
+    config = PruningConfig(ratio=args.ratio, criterion=args.criterion, compensate=args.compensate)
+    paper = PruningConfig(ratio=args.ratio)  # VBP: variance, mean fold
     start = time.perf_counter()
     train_x, train_y, test_x, test_y = load_digits_tensors()
     with atomic_directory(args.output, overwrite=args.overwrite) as out:
@@ -65,40 +82,35 @@ def run(args: argparse.Namespace) -> int:
         # with the covariance for least squares: 4 MLPs of 256 neurons, 2 MB
         stats = VarianceCalibrator(original, covariance=True).run(calibration.split(256))
         stats.save(out / "stats.safetensors")
-        size = input_size(original)
-        models = {}
-        for name, criterion, compensate in VARIANTS:
-            models[name] = copy.deepcopy(original)
-            setting = dataclasses.replace(config, criterion=criterion, compensate=compensate)
-            prune_model(models[name], stats, config=setting)
-        pruned = {name: accuracy(m, test_x, test_y) for name, m in models.items()}
+        models, pruned = {}, {}
+        for setting in variants(config):
+            models[setting] = copy.deepcopy(original)
+            prune_model(models[setting], stats, config=setting)
+            pruned[setting] = accuracy(models[setting], test_x, test_y)
+        best = max(pruned, key=pruned.get)  # distilled too: the best right after pruning
         distilled = {}
-        for name, _, _ in VARIANTS[:2]:  # the mean fold and least squares, side by side
-            _distill(models[name], original, train_x, train_y, args.epochs)
-            distilled[name] = accuracy(models[name], test_x, test_y)
-        saved = VARIANTS[0][0] if args.compensate == "mean" else VARIANTS[1][0]
-        student = models[saved]
+        for setting in dict.fromkeys([paper, config, best]):
+            _distill(models[setting], original, train_x, train_y, args.epochs)
+            distilled[setting] = accuracy(models[setting], test_x, test_y)
+        student = models[config]
         before = accuracy(original, test_x, test_y)
-        vbp, ls = (name for name, _, _ in VARIANTS[:2])
         report = {
             "pruning": config.to_dict(),
             "test_images": len(test_y),
             "accuracy": {
                 "dataset": "scikit-learn digits", "split": "test",
                 "top1_before": before,
-                "top1_after_pruning": pruned[saved],
-                "top1_after_distillation": distilled[saved],
-                "top1_mean_fold": pruned[vbp],
-                "top1_mean_fold_after_distillation": distilled[vbp],
-                "top1_least_squares": pruned[ls],
-                "top1_least_squares_after_distillation": distilled[ls],
-                "top1_without_fold": pruned["variance, no compensation"],
-                "top1_obs_least_squares": pruned["OBS selection, least squares"],
-                "top1_random_selection": pruned["random selection, mean fold"],
+                "top1_after_pruning": pruned[config],
+                "top1_after_distillation": distilled[config],
+                "variants": [
+                    {"label": label(s), "criterion": s.criterion, "compensate": s.compensate,
+                     "top1_after_pruning": top1,
+                     **({"top1_after_distillation": distilled[s]} if s in distilled else {})}
+                    for s, top1 in pruned.items()
+                ],
             },
             "params": {"before": count_params(original), "after": count_params(student)},
-            "macs": {"before": count_macs(original, size), "after": count_macs(student, size)},
-            "input_size": list(size),
+            "macs": {"before": count_macs(original), "after": count_macs(student)},
             "seconds": round(time.perf_counter() - start, 1),
         }  # fmt: skip
         save_pretrained(
@@ -111,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             },
         )
         (out / "report.json").write_text(json.dumps(report, indent=2))
-        table = _table(report, before, pruned, distilled)
+        table = _table(report, config, before, pruned, distilled)
         (out / "summary.md").write_text(table)
     print(table)
     print(f"wrote {args.output}")
@@ -119,34 +131,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _distill(student, teacher, train_x, train_y, epochs: int) -> None:
-    """A short distillation from the original model, in place (nothing written)."""
+    """A short distillation from the original model, in place (nothing written); on the
+    device accelerate picks."""
     import tempfile
 
     from .._digits import TensorImageDataset
+    from ..training.progress import readable_output
     from ..training.trainer import DistillationTrainer, DistillationTrainingArguments
 
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output_dir: nothing kept
-        DistillationTrainer(
+        trainer = DistillationTrainer(
             model=student, teacher_model=teacher,
             train_dataset=TensorImageDataset(train_x, train_y),
             args=DistillationTrainingArguments(
                 scratch, num_train_epochs=epochs, learning_rate=1e-3,
-                per_device_train_batch_size=64, use_cpu=True, report_to=[],
+                per_device_train_batch_size=64, report_to=[],
                 save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0,
             ),
-        ).train()  # fmt: skip
+        )  # fmt: skip
+        readable_output(trainer, bars=False, lines=False).train()  # the table says it all
 
 
-def _after(distilled: dict, name: str) -> str:
-    return f"{100 * distilled[name]:.1f} %" if name in distilled else ""
-
-
-def _table(report, before: float, pruned: dict, distilled: dict) -> str:
+def _table(report, saved: PruningConfig, before: float, pruned: dict, distilled: dict) -> str:
     import textwrap
 
     params, macs = report["params"], report["macs"]
     percent = lambda top1: f"{100 * top1:.1f} %"  # noqa: E731
-    rows = pruned.items()
+    rows = [(label(s), percent(top1), percent(distilled[s]) if s in distilled else "")
+            for s, top1 in pruned.items()]  # fmt: skip
     lines = [
         f"VBP on a digits ViT: {100 * report['pruning']['ratio']:g} % of MLP neurons removed "
         f"({report['test_images']} test images)",
@@ -154,12 +166,15 @@ def _table(report, before: float, pruned: dict, distilled: dict) -> str:
         "| model | top-1 right after pruning | after distillation |",
         "|---|---|---|",
         f"| original | {percent(before)} | |",
-        *(f"| {name} | {percent(top1)} | {_after(distilled, name)} |" for name, top1 in rows),
+        *(f"| {name} | {after_pruning} | {after} |" for name, after_pruning, after in rows),
         "",
         f"params {params['before'] / 1e3:.1f} k -> {params['after'] / 1e3:.1f} k, "
-        f"MACs {macs['before'] / 1e6:.2f} M -> {macs['after'] / 1e6:.2f} M",
+        f"MACs {macs['before'] / 1e6:.2f} M -> {macs['after'] / 1e6:.2f} M "
+        f"(saved: {label(saved)})",
     ]
-    if pruned["variance, no compensation"] > pruned[VARIANTS[0][0]]:
+    by_method = {(s.criterion, s.compensate): top1 for s, top1 in pruned.items()}
+    fold, no_fold = by_method.get(("variance", "mean")), by_method.get(("variance", "none"))
+    if fold is not None and no_fold is not None and no_fold > fold:
         note = (
             "Here no compensation at all beats VBP's mean fold. The removed neurons still "
             "carry a signal that differs from token to token; the fold replaces it by one "

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .arguments import add_data_arguments, add_model_arguments, non_negative_int, positive_float
+from .options import DataOptions, ModelOptions, OutputOptions
 
 HELP = "top-1/top-5, loss, size and latency of a model on a dataset"
 
@@ -13,8 +14,7 @@ HELP = "top-1/top-5, loss, size and latency of a model on a dataset"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``vbprune evaluate``."""
     add_model_arguments(parser)
-    add_data_arguments(parser, required=True)
-    parser.set_defaults(split="validation")
+    add_data_arguments(parser, required=True, split="validation", purpose="evaluate on")
     parser.add_argument("--latency-repeats", type=non_negative_int, default=10,
                         help="timed forwards of one batch (0: no latency)")  # fmt: skip
     parser.add_argument(
@@ -33,6 +33,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write ``report.json`` and ``report.md`` with accuracy, size and latency."""
+    output = args.output or default_output(args.model, args.split)
+    return evaluate(
+        ModelOptions.from_args(args), DataOptions.from_args(args),
+        OutputOptions.from_args(args, output=output), latency_repeats=args.latency_repeats,
+        latency_seconds=args.latency_seconds,
+    )  # fmt: skip
+
+
+def evaluate(
+    model_options: ModelOptions,
+    data: DataOptions,
+    out: OutputOptions,
+    latency_repeats: int = 10,
+    latency_seconds: float = 30.0,
+) -> int:
+    """Load, evaluate on every process's shard, count, time, write the report."""
     import json
     import time
 
@@ -45,44 +61,40 @@ def run(args: argparse.Namespace) -> int:
     from ..io.folders import atomic_directory, check_output_directory
     from .runtime import image_loader, make_accelerator, prepare_model
 
-    if args.output is None:
-        args.output = default_output(args.model, args.split)
-    check_output_directory(args.output, args.overwrite, [args.model, args.dataset])
+    check_output_directory(out.output, out.overwrite, [model_options.model, data.dataset])
     accelerator = make_accelerator()
-    model = prepare_model(args, accelerator)
-    loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=True)
+    model = prepare_model(model_options, accelerator)
+    loader = image_loader(data, model, accelerator, data.split, data.num_samples, labels=True)
     start = time.perf_counter()
     metrics = evaluate_model(model, loader, accelerator)
     skipped = loader.report()
     seconds = time.perf_counter() - start
     size = input_size(model)
     param = next(model.parameters())
-    batch = torch.zeros((args.batch_size, *size), device=param.device, dtype=param.dtype)
+    batch = torch.zeros((data.batch_size, *size), device=param.device, dtype=param.dtype)
     report = {
-        "model": args.model,
-        "dataset": str(args.dataset),
-        "split": args.split,
+        "model": model_options.model,
+        "dataset": str(data.dataset),
+        "split": data.split,
         **metrics,
         **({"skipped_images": skipped} if skipped else {}),
         "params": count_params(model),
         "macs": count_macs(model, size),
         "input_size": list(size),
         "latency": None
-        if not args.latency_repeats
+        if not latency_repeats
         else {
-            "batch_size": args.batch_size,
-            "seconds": measure_latency(
-                model, batch, args.latency_repeats, max_seconds=args.latency_seconds
-            ),
+            "batch_size": data.batch_size,
+            "seconds": measure_latency(model, batch, latency_repeats, max_seconds=latency_seconds),
             "device": device_name(param.device),
-            "dtype": args.dtype,
+            "dtype": model_options.dtype,
         },
         "processes": accelerator.num_processes,
         "evaluation_s": round(seconds, 3),
     }
     if accelerator.is_main_process:
         table = markdown_table(report)
-        with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
+        with atomic_directory(out.output, overwrite=out.overwrite) as tmp:
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             (tmp / "report.md").write_text(table)
         print(table)

@@ -8,9 +8,11 @@ complete or not at all.
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
-from ..core.errors import ConfigError, StatisticsError
+from ..core.config import PruningConfig
+from ..core.errors import ConfigError
 from .arguments import (
     add_covariance_fraction,
     add_data_arguments,
@@ -19,6 +21,7 @@ from .arguments import (
     positive_int,
     pruning_config,
 )
+from .options import DataOptions, ModelOptions, OutputOptions
 
 HELP = "prune a model and write it with a report"
 
@@ -40,64 +43,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prune ``--model`` by ``--ratio``; every input is checked before the long work."""
-    import time
+    return prune(
+        ModelOptions.from_args(args), DataOptions.from_args(args), pruning_config(args),
+        OutputOptions.from_args(args), stats_file=args.stats, eval_split=args.eval_split,
+        eval_samples=args.eval_samples,
+    )  # fmt: skip
 
+
+def prune(
+    model_options: ModelOptions,
+    data: DataOptions,
+    config: PruningConfig,
+    out: OutputOptions,
+    stats_file: str | None = None,
+    eval_split: str | None = None,
+    eval_samples: int | None = None,
+) -> int:
+    """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push."""
     from ..architectures import find_mlp_sites
-    from ..architectures.interface import input_size
     from ..core.statistics import ActivationStats
-    from ..evaluation.accuracy import top1_accuracy
-    from ..evaluation.counting import count_macs, count_params
+    from ..core.validation import check_statistics
     from ..io.folders import check_output_directory
     from ..io.model_specs import record_spec
-    from ..pruning import check_stats, prune_model
+    from ..pruning import prune_model
     from .runtime import calibrate, image_loader, make_accelerator, prepare_model
 
-    config = pruning_config(args)
-    if args.stats is None and args.dataset is None:
+    if stats_file is None and data.dataset is None:
         raise ConfigError("give --stats FILE or --dataset D to calibrate on")
-    if args.eval_split is not None and args.dataset is None:
+    if eval_split is not None and data.dataset is None:
         raise ConfigError("--eval-split needs --dataset")
-    check_output_directory(args.output, args.overwrite, [args.model, args.stats, args.dataset])
+    check_output_directory(out.output, out.overwrite, [model_options.model, stats_file,
+                                                       data.dataset])  # fmt: skip
     accelerator = make_accelerator()
-    model = prepare_model(args, accelerator)
+    model = prepare_model(model_options, accelerator)
     sites = find_mlp_sites(model)
     eval_loader = None
-    if args.eval_split is not None:  # checked now, not after an hour of calibration
-        eval_loader = image_loader(
-            args, model, accelerator, args.eval_split, args.eval_samples, labels=True
-        )
-    if args.stats is not None:
-        stats = ActivationStats.load(args.stats)
-        check_stats(sites, stats)  # before any work: a file from another model fails here
-        if config.needs_covariance and any(s.c2 is None for s in stats.values()):
-            need = "--compensate ls" if config.compensate == "ls" else "--criterion obs"
-            raise StatisticsError(
-                f"{need} needs the covariance: {args.stats} has none; run "
-                "`vbprune calibrate --covariance` (or give --dataset)"
-            )
-        calibration = {"stats_file": str(args.stats)}
+    if eval_split is not None:  # checked now, not after an hour of calibration
+        eval_loader = image_loader(data, model, accelerator, eval_split, eval_samples, True)
+    if stats_file is not None:
+        stats = ActivationStats.load(stats_file)
+        need = config.covariance_need()  # as typed: --criterion obs
+        need = need and f"--{need} {getattr(config, need)}"
+        # before any work: a file of another model, or without the covariance, fails here
+        check_statistics(stats, {site.name: site.width for site in sites}, need)
+        calibration = {"stats_file": str(stats_file)}
     else:
-        stats, calibration = calibrate(args, model, accelerator, config.needs_covariance)
+        stats, calibration = calibrate(data, model, accelerator, config.needs_covariance)
 
-    def top1() -> tuple[float, int, float]:
-        start = time.perf_counter()
-        accuracy, count = top1_accuracy(model, eval_loader, accelerator)
-        return accuracy, count, round(time.perf_counter() - start, 3)
-
-    size = input_size(model)
-    report: dict[str, Any] = {
-        "model": record_spec(args.model),
-        "pruning": config.to_dict(),
-        "input_size": list(size),
-        "calibration": calibration,
-        "params": {"before": count_params(model)},
-        "macs": {"before": count_macs(model, size)},
-        "timings": {"calibration_s": calibration.get("seconds")},
-    }
+    report = _measure(model, {"model": record_spec(model_options.model),
+                              "pruning": config.to_dict(), "calibration": calibration})  # fmt: skip
+    report["timings"] = {"calibration_s": calibration.get("seconds")}
     if eval_loader is not None:
-        accuracy, count, report["timings"]["eval_before_s"] = top1()
+        accuracy, count, report["timings"]["eval_before_s"] = _top1(model, eval_loader)
         report["accuracy"] = {
-            "dataset": str(args.dataset), "split": args.eval_split, "samples": count,
+            "dataset": str(data.dataset), "split": eval_split, "samples": count,
             "top1_before": accuracy,
         }  # fmt: skip
 
@@ -106,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     diagnose = all(entry.c2 is not None for entry in stats.values())
     result = prune_model(model, stats, config=config, diagnose=diagnose)
     report["timings"]["prune_s"] = round(time.perf_counter() - start, 4)
-    report["params"]["after"] = count_params(model)
-    report["macs"]["after"] = count_macs(model, size)
+    _measure(model, report, "after")
     report["num_pruned"] = result.num_pruned
     report["original_widths"] = result.original_widths
     report["widths"] = result.widths
@@ -116,35 +114,55 @@ def run(args: argparse.Namespace) -> int:
     if result.lost_variance:  # with covariance: how much of each fc2's output is lost
         report["lost_variance"] = result.lost_variance
     if eval_loader is not None:
-        accuracy, _, report["timings"]["eval_after_s"] = top1()
+        accuracy, _, report["timings"]["eval_after_s"] = _top1(model, eval_loader)
         report["accuracy"]["top1_after_pruning"] = accuracy
         skipped = eval_loader.report()  # both evaluations skip the same images
         if skipped:
             report["accuracy"]["skipped_images"] = skipped
 
     if accelerator.is_main_process:
-        metadata = {"base_model": record_spec(args.model), "pruning": config.to_dict(),
-                    "report": report}  # fmt: skip
-        if not args.pretrained:  # what rebuilds the same random teacher for distill
-            metadata["base_model_seed"] = args.seed
-        _write_outputs(args, model, stats, result, report, metadata)
-        print(_summary(report, args.output))
-        if args.push_to_hub:
+        metadata = {"base_model": record_spec(model_options.model),
+                    "pruning": config.to_dict(), "report": report}  # fmt: skip
+        if not model_options.pretrained:  # what rebuilds the same random teacher for distill
+            metadata["base_model_seed"] = model_options.seed
+        _write_outputs(out, model, stats, result, report, metadata)
+        print(_summary(report, out.output))
+        if out.push_to_hub:
             from ..io.hub import push_folder
 
-            url = push_folder(args.output, args.push_to_hub, private=args.private)
-            print(f"pushed to {args.push_to_hub}: {url}")
+            url = push_folder(out.output, out.push_to_hub, private=out.private)
+            print(f"pushed to {out.push_to_hub}: {url}")
     accelerator.wait_for_everyone()
     return 0
 
 
-def _write_outputs(args, model, stats, result, report, metadata) -> None:
+def _measure(model, report: dict[str, Any], when: str = "before") -> dict[str, Any]:
+    """Params and MACs of ``model`` into ``report`` (at the input size it records)."""
+    from ..architectures.interface import input_size
+    from ..evaluation.counting import count_macs, count_params
+
+    size = report.setdefault("input_size", list(input_size(model)))
+    report.setdefault("params", {})[when] = count_params(model)
+    report.setdefault("macs", {})[when] = count_macs(model, size)
+    return report
+
+
+def _top1(model, loader) -> tuple[float, int, float]:
+    """Top-1 over every process's shard, the image count and the seconds it took."""
+    from ..evaluation.accuracy import top1_accuracy
+
+    start = time.perf_counter()
+    accuracy, count = top1_accuracy(model, loader, loader.accelerator)
+    return accuracy, count, round(time.perf_counter() - start, 3)
+
+
+def _write_outputs(out: OutputOptions, model, stats, result, report, metadata) -> None:
     import json
 
     from ..io.checkpoint import save_pretrained
     from ..io.folders import atomic_directory
 
-    with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
+    with atomic_directory(out.output, overwrite=out.overwrite) as tmp:
         save_pretrained(model, tmp / "model", metadata=metadata)
         stats.save(tmp / "stats.safetensors")
         (tmp / "plan.json").write_text(json.dumps(result.plan.to_dict()))

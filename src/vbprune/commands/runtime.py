@@ -1,9 +1,9 @@
-"""What several commands do once their arguments are parsed: start accelerate, load the
-model, build a loader, calibrate. Imported by the commands' ``run`` only (it loads torch)."""
+"""What several commands do once their options are typed (:mod:`.options`): start
+accelerate, load the model, build a loader, calibrate. Imported by the commands' ``run``
+only (it loads torch)."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -16,6 +16,7 @@ from ..core.statistics import ActivationStats
 from ..data import ImageCollator, image_transform, load_image_dataset, make_loader
 from ..data.sources import undecoded
 from ..io.model_specs import load_model
+from .options import DataOptions, ModelOptions
 
 
 def make_accelerator() -> Accelerator:
@@ -25,32 +26,32 @@ def make_accelerator() -> Accelerator:
     return accelerator
 
 
-def prepare_model(args: argparse.Namespace, accelerator: Accelerator) -> torch.nn.Module:
-    """``--model`` loaded, on the accelerator's device in ``--dtype``, in eval mode."""
-    model = load_model(args.model, pretrained=args.pretrained, seed=getattr(args, "seed", 0))
-    return model.to(accelerator.device, getattr(torch, args.dtype)).eval()
+def prepare_model(options: ModelOptions, accelerator: Accelerator) -> torch.nn.Module:
+    """The model loaded, on the accelerator's device in its dtype, in eval mode."""
+    model = load_model(options.model, pretrained=options.pretrained, seed=options.seed)
+    return model.to(accelerator.device, getattr(torch, options.dtype)).eval()
 
 
 def image_loader(
-    args: argparse.Namespace,
+    data: DataOptions,
     model: torch.nn.Module,
     accelerator: Accelerator,
     split: str,
     num_samples: int | None,
     labels: bool,
-) -> torch.utils.data.DataLoader:
+) -> SkippedImages:
     """A loader of this process's shard of ``split``, preprocessed for ``model``."""
-    label_column = args.label_column if labels else None
+    label_column = data.label_column if labels else None
     dataset = load_image_dataset(
-        args.dataset, split, image_column=args.image_column, label_column=label_column,
-        num_samples=num_samples, streaming=args.streaming, shuffle_seed=args.seed,
+        data.dataset, split, image_column=data.image_column, label_column=label_column,
+        num_samples=num_samples, streaming=data.streaming, shuffle_seed=data.seed,
     )  # fmt: skip
     if labels:
-        check_label_count(dataset, args.label_column, model, f"{args.dataset} ({split})")
-    dataset = undecoded(dataset, args.image_column)  # decoded, named or skipped, below
-    collate = ImageCollator(image_transform(model), args.image_column, label_column,
-                            skip_bad_images=args.skip_bad_images)  # fmt: skip
-    loader = make_loader(dataset, collate, args.batch_size, args.num_workers, accelerator)
+        check_label_count(dataset, data.label_column, model, f"{data.dataset} ({split})")
+    dataset = undecoded(dataset, data.image_column)  # decoded, named or skipped, below
+    collate = ImageCollator(image_transform(model), data.image_column, label_column,
+                            skip_bad_images=data.skip_bad_images)  # fmt: skip
+    loader = make_loader(dataset, collate, data.batch_size, data.num_workers, accelerator)
     return SkippedImages(loader, accelerator)
 
 
@@ -113,28 +114,28 @@ def check_label_count(dataset, label_column: str, model: torch.nn.Module, what: 
 
 
 def calibrate(
-    args: argparse.Namespace, model: torch.nn.Module, accelerator: Accelerator, covariance: bool
+    data: DataOptions, model: torch.nn.Module, accelerator: Accelerator, covariance: bool
 ) -> tuple[ActivationStats, dict[str, Any]]:
-    """Statistics of ``model`` on ``--dataset``/``--split`` (with the covariance, on
-    ``--covariance-fraction`` of the tokens, when ``covariance``), and what the report
+    """Statistics of ``model`` on the data's split (with the covariance, on its
+    ``covariance_fraction`` of the tokens, when ``covariance``), and what the report
     records."""
-    loader = image_loader(args, model, accelerator, args.split, args.num_samples, labels=False)
+    loader = image_loader(data, model, accelerator, data.split, data.num_samples, labels=False)
     start = time.perf_counter()
     calibrator = VarianceCalibrator(
         model, accelerator=accelerator, covariance=covariance,
-        covariance_fraction=args.covariance_fraction, seed=args.seed,
+        covariance_fraction=data.covariance_fraction, seed=data.seed,
     )  # fmt: skip
     stats = calibrator.run(loader)
     seconds = time.perf_counter() - start
     first = next(iter(stats.values()))
     info = {
-        "dataset": str(args.dataset),
-        "split": args.split,
-        "num_samples_requested": args.num_samples,
+        "dataset": str(data.dataset),
+        "split": data.split,
+        "num_samples_requested": data.num_samples,
         "samples_first_mlp": first.count,
         "processes": accelerator.num_processes,
         "covariance": covariance,
-        "covariance_fraction": args.covariance_fraction if covariance else None,
+        "covariance_fraction": data.covariance_fraction if covariance else None,
         "seconds": round(seconds, 3),
         "images": loader.images,  # this process's
     }
@@ -142,6 +143,6 @@ def calibrate(
     if skipped:
         info["skipped_images"] = skipped
     if accelerator.is_main_process:
-        print(f"calibrated on {loader.images} images ({args.split} of {args.dataset}"
+        print(f"calibrated on {loader.images} images ({data.split} of {data.dataset}"
               + (", this process" if accelerator.num_processes > 1 else "") + ")")  # fmt: skip
     return stats, info

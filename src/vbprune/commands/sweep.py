@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.config import CRITERIA, PruningConfig
+from ..core.compensation import COMPENSATIONS
+from ..core.config import PruningConfig
+from ..core.criteria import CRITERIA
 from .arguments import add_covariance_fraction
 
 HELP = "accuracy vs size over ratios and criteria (digits)"
@@ -20,8 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``vbprune sweep``."""
     p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.8, 0.9],
                    help="fractions of MLP neurons removed")  # fmt: skip
-    p.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA),
+    p.add_argument("--criteria", nargs="+", choices=list(CRITERIA), default=list(CRITERIA),
                    help="selection criteria to compare")  # fmt: skip
+    p.add_argument("--compensations", nargs="+", choices=list(COMPENSATIONS),
+                   default=list(COMPENSATIONS), help="compensations to compare")  # fmt: skip
     p.add_argument("--output", default="vbprune-sweep", help="folder for sweep.png and the table")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     add_covariance_fraction(p)
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     stats = calibrator.run(train_x.split(256))
     score = lambda m: accuracy(m, test_x, test_y)  # noqa: E731
     rows = sweep(model, stats, args.ratios, score, input_size(model), criteria=args.criteria,
-                 folds=(True, False, "ls"))  # fmt: skip
+                 folds=args.compensations)  # fmt: skip
     with atomic_directory(args.output, overwrite=args.overwrite) as out:
         plot(rows, out / "sweep.png")
         (out / "sweep.md").write_text(table(rows))

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any
 
+from .compensation import COMPENSATIONS
+from .criteria import CRITERIA
 from .errors import ConfigError, OptionTypeError
 
 SCOPES = ("global", "layer")
-CRITERIA = ("variance", "random", "magnitude", "obs")
-COMPENSATIONS = ("mean", "ls", "none")
 _COMPENSATION_ALIASES = {True: "mean", False: "none"}  # vbprune 0.1/0.2 wrote booleans
 
 
@@ -51,19 +51,15 @@ class PruningConfig:
     )
     criterion: str = field(
         default="variance",
-        metadata={
-            "help": "what ranks neurons: variance (the method), random or magnitude (the "
-            "paper's baselines) or obs (the greedy error of least squares, Optimal Brain "
-            "Surgeon style; needs statistics with covariance; best with compensate ls)"
-        },
+        metadata={"help": "what ranks neurons (lowest removed first): " + CRITERIA.help()},
     )
     seed: int = field(default=0, metadata={"help": "seed of the random criterion"})
     compensate: str = field(
         default="mean",
         metadata={
-            "help": "what replaces the removed neurons: mean (their means folded into the "
-            "next layer's bias, the paper), ls (least squares from the kept neurons; needs "
-            "statistics with covariance) or none (the ablation); True/False mean mean/none"
+            "help": "what replaces the removed neurons: "
+            + COMPENSATIONS.help()
+            + "; True/False mean mean/none"
         },
     )
 
@@ -74,7 +70,7 @@ class PruningConfig:
         if not (0.0 <= float(ratio) < 1.0):  # also refuses NaN
             raise ConfigError(f"ratio must be in [0, 1), got {ratio!r}")
         _check_choice("scope", self.scope, SCOPES)
-        _check_choice("criterion", self.criterion, CRITERIA)
+        CRITERIA[self.criterion]
         for name in ("min_keep", "round_to"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
@@ -82,14 +78,12 @@ class PruningConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, Integral):
             raise OptionTypeError(f"seed must be an integer, got {self.seed!r}")
         compensate = self.compensate
-        if isinstance(compensate, bool):
-            compensate = _COMPENSATION_ALIASES[compensate]
-        elif not isinstance(compensate, str):
+        if not isinstance(compensate, (bool, str)):
             raise OptionTypeError(
                 f"compensate must be one of {', '.join(COMPENSATIONS)} (or True/False), "
                 f"got {compensate!r}"
             )
-        _check_choice("compensate", compensate, COMPENSATIONS)
+        compensate = compensation(compensate)
         # plain Python values, so that configs compare, hash and serialise alike
         normal = {"ratio": float(ratio), "min_keep": int(self.min_keep),
                   "round_to": int(self.round_to), "seed": int(self.seed),
@@ -99,9 +93,19 @@ class PruningConfig:
 
     @property
     def needs_covariance(self) -> bool:
-        """Whether these options need statistics with covariance (``compensate="ls"`` or
-        ``criterion="obs"``)."""
-        return self.compensate == "ls" or self.criterion == "obs"
+        """Whether the criterion or the compensation reads the covariance (``"obs"``,
+        ``"ls"``): statistics from ``VarianceCalibrator(model, covariance=True)``."""
+        return CRITERIA[self.criterion].needs_covariance or (
+            COMPENSATIONS[self.compensate].needs_covariance
+        )
+
+    def covariance_need(self, *options: str) -> str | None:
+        """The option that needs the covariance (``"criterion"`` or ``"compensate"``;
+        only among ``options`` when given), for messages; ``None`` if none does."""
+        for name, registry in (("criterion", CRITERIA), ("compensate", COMPENSATIONS)):
+            if (not options or name in options) and registry[getattr(self, name)].needs_covariance:
+                return name
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serialisable dict (what checkpoints and reports record)."""
@@ -122,17 +126,16 @@ class PruningConfig:
 
 
 def compensation(value: bool | str | None, default: str = "mean") -> str:
-    """``"mean"``, ``"ls"`` or ``"none"`` for a ``compensate`` value (``True``/``False``
-    are ``"mean"``/``"none"``; ``None`` is ``default``).
+    """The registered compensation a ``compensate`` value names (``True``/``False`` are
+    ``"mean"``/``"none"``, as vbprune 0.1/0.2 wrote them; ``None`` is ``default``).
 
     Raises:
-        ConfigError: for any other value.
+        ConfigError: for a name that is not registered.
     """
     if value is None:
         return default
-    value = _COMPENSATION_ALIASES.get(value, value) if isinstance(value, bool) else value
-    _check_choice("compensate", value, COMPENSATIONS)
-    return value
+    value = _COMPENSATION_ALIASES[value] if isinstance(value, bool) else value
+    return COMPENSATIONS[value].name
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -64,3 +64,7 @@ class ProcessCountError(VBPruneError, RuntimeError):
 
 class HubError(VBPruneError, OSError):
     """The Hugging Face Hub refused a request (a bad token, no access, server trouble)."""
+
+
+class MissingDependencyError(VBPruneError, ImportError):
+    """An optional dependency is not installed (names it and the extra that installs it)."""

@@ -1,26 +1,31 @@
 """Which neurons to remove: statistics + config -> a plain, serialisable plan (torch only).
 
-Selection never touches a model. The plan it returns (the config, and per site the kept
-indices and the means to fold) is applied by :func:`vbprune.apply_plan`, can be saved as
-JSON and replayed.
+Selection never touches a model. A criterion (:mod:`.criteria`) scores the units of each
+site; the lowest are removed, ranked over all sites or per site. The plan it returns
+(the config, and per site the kept indices and the means to fold) is applied by
+:func:`vbprune.apply_plan`, can be saved as JSON and replayed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .compat import RenamedAttribute
 from .config import PruningConfig, resolve_config
-from .errors import ConfigError, OptionTypeError, PlanError, StatisticsError
+from .criteria import CRITERIA
+from .errors import ConfigError, OptionTypeError, PlanError
 from .statistics import NeuronStats
+from .units import SiteUnits
+from .validation import check_statistics
 
-__all__ = ["PruningPlan", "SitePlan", "plan_pruning", "select_neurons"]
+__all__ = ["PruningPlan", "SitePlan", "plan_pruning", "score_units", "select_neurons"]
 
 
 @dataclass
@@ -52,13 +57,6 @@ class PruningPlan:
 
     config: PruningConfig
     sites: dict[str, SitePlan] = field(default_factory=dict)
-
-    # vbprune 0.1's names: the options stood on the plan itself
-    hidden_sizes = RenamedAttribute("widths")
-    ratio = RenamedAttribute("config.ratio")
-    scope = RenamedAttribute("config.scope")
-    min_keep = RenamedAttribute("config.min_keep")
-    round_to = RenamedAttribute("config.round_to")
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, PruningConfig):
@@ -98,8 +96,39 @@ class PruningPlan:
             raise PlanError(f"not a pruning plan: {type(error).__name__}: {error}") from error
 
 
-# criteria whose scores come from the model, and the function that computes them
-_SCORED = {"magnitude": "vbprune.magnitude_scores", "obs": "vbprune.obs_scores"}
+def check_plan(plan: PruningPlan, widths: Mapping[str, int]) -> None:
+    """Refuse a plan that does not fit sites of these ``widths``.
+
+    Raises:
+        PlanError: (a ``ValueError``) naming the site: missing or extra, another width,
+            kept indices not increasing or out of range, none kept, or a ``fold_mean``
+            without one finite value per removed neuron.
+    """
+    extra = sorted(set(plan.sites) - set(widths))
+    if extra:
+        raise PlanError(f"plan does not fit the model: it has no MLP {extra[0]!r}")
+    for name, width in widths.items():
+        entry = plan.sites.get(name)
+        if entry is None or entry.width != width:
+            found = "missing" if entry is None else f"width {entry.width}"
+            raise PlanError(
+                f"plan does not fit the model: {name} has width {width}, plan entry {found}"
+            )
+        keep = entry.keep
+        if not all(isinstance(i, int) for i in keep) or any(
+            a >= b for a, b in itertools.pairwise(keep)
+        ):
+            raise PlanError(f"plan entry of {name}: keep must be increasing integers")
+        if keep and (keep[0] < 0 or keep[-1] >= entry.width):
+            raise PlanError(f"plan entry of {name}: keep indices outside [0, {entry.width})")
+        if not keep:
+            raise PlanError(f"plan entry of {name} keeps no neuron")
+        if len(entry.fold_mean) != entry.width - len(keep) or not all(
+            math.isfinite(m) for m in entry.fold_mean
+        ):
+            raise PlanError(
+                f"plan entry of {name}: fold_mean must hold one finite value per removed neuron"
+            )
 
 
 def _floor_count(ratio: float, n: int) -> int:
@@ -139,14 +168,20 @@ def select_neurons(
         ConfigError: (a ``ValueError``) on a bad option, or when ``min_keep`` makes the
             ratio unreachable.
     """
-    config = PruningConfig(ratio, scope, min_keep, round_to)
-    return _select(variances, config)
+    config = resolve_config(ratio=ratio, scope=scope, min_keep=min_keep, round_to=round_to)
+    return select_units(variances, config)
 
 
-def _select(variances: Mapping[str, Tensor], config: PruningConfig) -> dict[str, Tensor]:
+def select_units(scores: Mapping[str, Tensor], config: PruningConfig) -> dict[str, Tensor]:
+    """The units each site keeps: the lowest ``scores`` removed, as ``config`` says
+    (ratio, scope, min_keep, round_to; see :func:`select_neurons`).
+
+    Returns:
+        Sorted ``int64`` indices of the kept units per site.
+    """
     ratio, min_keep = config.ratio, config.min_keep
-    names = list(variances)
-    var = [variances[n].detach().double().cpu().reshape(-1) for n in names]
+    names = list(scores)
+    var = [scores[n].detach().double().cpu().reshape(-1) for n in names]
     widths = [v.numel() for v in var]
     for name, width in zip(names, widths):
         if width < min_keep:
@@ -220,6 +255,54 @@ def _round_widths(kept: list[int], widths: list[int], multiple: int, min_keep: i
     return result
 
 
+def score_units(
+    units: Mapping[str, SiteUnits],
+    config: PruningConfig,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = iter,
+) -> dict[str, Tensor]:
+    """Scores of every site's units by ``config.criterion`` (lowest removed first), on the
+    CPU; random criteria draw in site order from one generator seeded with ``config.seed``.
+    ``progress`` wraps the loop over the sites (a progress bar).
+    """
+    criterion = CRITERIA[config.criterion]
+    generator = torch.Generator().manual_seed(config.seed)
+    scores = {}
+    for name, site in progress(units.items()):
+        score = criterion.function(dataclasses.replace(site, generator=generator))
+        if score.shape != (site.num_units,):
+            raise ConfigError(
+                f"criterion {config.criterion!r} gave {tuple(score.shape)} scores for {name}, "
+                f"which has {site.num_units} units"
+            )
+        scores[name] = score.detach().cpu()
+    return scores
+
+
+def plan_from_scores(
+    units: Mapping[str, SiteUnits], scores: Mapping[str, Tensor], config: PruningConfig
+) -> PruningPlan:
+    """The plan that removes the lowest-scoring units of every site (checked statistics
+    in ``units``, model order): kept channels and the removed channels' means.
+
+    Raises:
+        ConfigError: scores missing for a site or of another length.
+    """
+    for name, site in units.items():
+        score = scores.get(name)
+        if score is None or score.numel() != site.num_units:
+            found = "none" if score is None else f"{score.numel()}"
+            raise ConfigError(f"scores of {name}: {found}, the site has {site.num_units} units")
+    keep = select_units({name: scores[name] for name in units}, config)
+    plan = PruningPlan(config)
+    for name, site in units.items():
+        kept = site.channels(keep[name])
+        mean = site.moments().mean.cpu()
+        mask = torch.ones(mean.numel(), dtype=torch.bool)
+        mask[kept] = False
+        plan.sites[name] = SitePlan(mean.numel(), kept.tolist(), mean[mask].tolist())
+    return plan
+
+
 def plan_pruning(
     stats: Mapping[str, NeuronStats],
     ratio: float | None = None,
@@ -240,52 +323,35 @@ def plan_pruning(
     Args:
         stats: Statistics per site (e.g. :class:`~vbprune.ActivationStats`), model order.
         ratio, scope, min_keep, round_to: As in :func:`select_neurons`.
-        criterion: ``"variance"`` (the method), ``"random"`` (the ablation baseline:
-            the same counts, neurons drawn at random with ``seed``), ``"magnitude"``
-            (weight magnitude, from ``scores``; see :func:`vbprune.magnitude_scores`) or
-            ``"obs"`` (the greedy least-squares error, from ``scores``; see
-            :func:`vbprune.obs_scores`).
-        seed: Seed of the ``"random"`` criterion.
-        scores: Per-site scores (lowest removed first) for the ``"magnitude"`` and
-            ``"obs"`` criteria.
+        criterion: A registered criterion (:data:`vbprune.core.criteria.CRITERIA`):
+            ``"variance"`` (the method), ``"random"`` (the ablation baseline: the same
+            counts, neurons drawn with ``seed``), ``"magnitude"`` or ``"obs"``. Those
+            that read the model's weights (magnitude, obs) need ``scores``
+            (:func:`vbprune.score_neurons`).
+        seed: Seed of random criteria.
+        scores: Per-site scores (lowest removed first), instead of the criterion's.
         config: All options at once.
 
     Returns:
         A :class:`PruningPlan` that :func:`vbprune.apply_plan` applies.
 
     Raises:
-        ConfigError: a bad option (a ``ValueError``).
+        ConfigError: a bad option (a ``ValueError``), or a criterion that needs the
+            model's weights without ``scores``.
         StatisticsError: statistics that are malformed, too few or not finite.
     """
     config = resolve_config(
         config, ratio=ratio, scope=scope, min_keep=min_keep, round_to=round_to,
         criterion=criterion, seed=seed,
     )  # fmt: skip
-    for name, s in stats.items():
-        if s.mean.dim() != 1 or s.m2.shape != s.mean.shape:
-            raise StatisticsError(
-                f"statistics of {name} are malformed: mean {tuple(s.mean.shape)}, "
-                f"m2 {tuple(s.m2.shape)}"
-            )
-        if s.count < 2:
-            raise StatisticsError(f"statistics of {name} hold {s.count} sample(s); need at least 2")
-        if not s.is_finite():
-            raise StatisticsError(f"statistics of {name} hold NaN or infinite values")
-    if config.criterion in _SCORED:
-        if scores is None:
-            raise ConfigError(
-                f"the {config.criterion} criterion needs scores ({_SCORED[config.criterion]})"
-            )
-    elif config.criterion == "variance":
-        scores = {n: s.var for n, s in stats.items()}
-    else:
-        generator = torch.Generator().manual_seed(config.seed)
-        scores = {n: torch.rand(s.mean.numel(), generator=generator) for n, s in stats.items()}
-    keep = _select(scores, config)
-    plan = PruningPlan(config)
-    for name, s in stats.items():
-        width = s.mean.numel()
-        mask = torch.ones(width, dtype=torch.bool)
-        mask[keep[name]] = False
-        plan.sites[name] = SitePlan(width, keep[name].tolist(), s.mean.cpu()[mask].tolist())
-    return plan
+    entry = CRITERIA[config.criterion]
+    if scores is None and entry.needs_weights:
+        raise ConfigError(
+            f"the {entry.name} criterion reads the model's weights: use vbprune.prune_model, "
+            f"or pass scores=vbprune.score_neurons(model, stats, {entry.name!r})"
+        )
+    need = f'criterion="{entry.name}"' if scores is None and entry.needs_covariance else None
+    units = {name: SiteUnits(name, s) for name, s in check_statistics(stats, None, need).items()}
+    if scores is None:
+        scores = score_units(units, config)
+    return plan_from_scores(units, scores, config)

@@ -259,8 +259,9 @@ class NeuronStats:
         return all(bool(torch.isfinite(v).all()) for v in values)
 
 
-def _impossible(entry: NeuronStats) -> str | None:
-    """What makes a set of moments impossible, or ``None``."""
+def problem_of(entry: NeuronStats) -> str | None:
+    """What makes a set of moments impossible (a phrase after "statistics of SITE"), or
+    ``None``."""
     width = entry.mean.numel()
     if entry.mean.dim() != 1 or entry.m2.shape != entry.mean.shape:
         return f"have mean {tuple(entry.mean.shape)} and M2 {tuple(entry.m2.shape)}"
@@ -372,7 +373,7 @@ class ActivationStats(Mapping[str, NeuronStats]):
                 f"{type(error).__name__}: {error}"
             ) from None
         for name, entry in sites.items():
-            problem = _impossible(entry)
+            problem = problem_of(entry)
             if problem:
                 raise StatisticsError(f"{path}: statistics of {name} {problem}")
         return cls(sites)

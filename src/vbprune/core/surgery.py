@@ -1,4 +1,4 @@
-"""Shrink an MLP to the kept neurons and fold the removed ones' means into fc2 (torch only).
+"""Shrink an MLP to the kept neurons and correct fc2 for the removed ones (torch only).
 
 The functions work on plain layers: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` with a 1x1
 kernel for the projections, and per-channel modules between them (BatchNorm, LayerNorm
@@ -26,13 +26,6 @@ def _replace(module: nn.Module, name: str, value: Tensor) -> None:
     setattr(module, name, nn.Parameter(value.contiguous(), requires_grad=requires_grad))
 
 
-def fold_delta(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> Tensor:
-    """``W2[:, P] @ mean[P]`` in float64: what the removed neurons added to fc2's output."""
-    weight = fc2.weight.detach()
-    w2 = weight.reshape(weight.shape[0], weight.shape[1])  # (out, H); a 1x1 kernel squeezed
-    return w2[:, pruned.to(weight.device)].double() @ mean.to(weight.device).double()
-
-
 def shift_output(fc2: nn.Module, delta: Tensor, norm: nn.Module | None = None) -> None:
     """Add the constant ``delta`` (``(out,)``) to fc2's output, in float64.
 
@@ -51,13 +44,20 @@ def shift_output(fc2: nn.Module, delta: Tensor, norm: nn.Module | None = None) -
         shifted = running.double() - delta.to(running.device).double()
         _replace_buffer(norm, "running_mean", shifted.to(running.dtype))
         return
-    bias = fc2.bias
-    if bias is None:
-        weight = fc2.weight
-        bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-        fc2.bias = nn.Parameter(bias, requires_grad=weight.requires_grad)
+    bias = ensure_bias(fc2)
     shifted = bias.detach().double() + delta.to(bias.device).double()
     _replace(fc2, "bias", shifted.to(bias.dtype))
+
+
+def ensure_bias(layer: nn.Module) -> nn.Parameter:
+    """``layer``'s bias, created as zeros (one per output, on the weight's device and in
+    its dtype) when it has none: the fold gives a bias-free fc2 one, and a checkpoint
+    saved after the fold needs it back when the model is rebuilt."""
+    if layer.bias is None:
+        weight = layer.weight
+        zeros = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        layer.bias = nn.Parameter(zeros, requires_grad=weight.requires_grad)
+    return layer.bias
 
 
 def add_to_inputs(fc2: nn.Module, keep: Tensor, delta: Tensor) -> None:
@@ -66,20 +66,6 @@ def add_to_inputs(fc2: nn.Module, keep: Tensor, delta: Tensor) -> None:
     flat = weight.reshape(weight.shape[0], weight.shape[1]).double()  # a 1x1 kernel squeezed
     flat[:, keep.to(weight.device)] += delta.to(weight.device).double()
     _replace(fc2, "weight", flat.to(weight.dtype).reshape(weight.shape))
-
-
-def fold_means_into_bias(fc2: nn.Module, pruned: Tensor, mean: Tensor) -> None:
-    """Add the removed neurons' constant contribution to ``fc2``'s bias, in float64.
-
-    ``b2 += W2[:, P] @ mean[P]`` before the columns P are sliced away; a bias is created
-    when ``fc2`` had none. Exact for neurons whose activation is constant.
-
-    Args:
-        fc2: ``nn.Linear`` or 1x1 ``nn.Conv2d``.
-        pruned: ``(P,)`` indices of the removed hidden neurons.
-        mean: ``(P,)`` their mean activations.
-    """
-    shift_output(fc2, fold_delta(fc2, pruned, mean))
 
 
 def _replace_buffer(module: nn.Module, name: str, value: Tensor) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..architectures import MLPSite, find_mlp_sites
 from ..architectures.interface import logits_of
 from ..calibration import VarianceCalibrator
+from ..core import surgery
 from ..core.config import PruningConfig
 from ..core.selection import PruningPlan, SitePlan
 from ..pruning import apply_plan
@@ -85,10 +86,8 @@ def _make_constant(site: MLPSite, chosen: Tensor) -> None:
         if layer is None:
             continue
         layer.weight[rows.to(layer.weight.device)] = 0
-        if layer.bias is None:  # a probe copy: a bias gives the neuron a non-zero value
-            weight = layer.weight
-            layer.bias = nn.Parameter(weight.new_zeros(weight.shape[0]))
-        layer.bias[rows.to(layer.bias.device)] = 0.5
+        bias = surgery.ensure_bias(layer)  # a probe copy: a bias makes the value non-zero
+        bias[rows.to(bias.device)] = 0.5
     modules = [*site.channels, *([site.grn] if site.grn is not None else [])]
     for module in modules:
         for name, value in module.named_parameters(recurse=False):

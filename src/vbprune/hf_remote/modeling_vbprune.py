@@ -17,9 +17,8 @@ the model. This file and ``surgery.py`` import only torch and transformers.
 
 import torch
 import transformers
-from torch import nn
 
-from .surgery import shrink_mlp
+from .surgery import ensure_bias, shrink_mlp
 
 
 def resize_mlps(model, widths, layout):
@@ -53,10 +52,8 @@ def resize_mlps(model, widths, layout):
                 [modules[p] for p in parts["channels"]],
                 parts.get("packed", False),
             )
-            if parts.get("fc2_bias") and fc2.bias is None:  # created by the mean fold
-                out = fc2.weight.shape[0]
-                factory = {"dtype": fc2.weight.dtype, "device": fc2.weight.device}
-                fc2.bias = nn.Parameter(torch.zeros(out, **factory))
+            if parts.get("fc2_bias"):  # created by the mean fold
+                ensure_bias(fc2)
 
 
 def _paths(parts):

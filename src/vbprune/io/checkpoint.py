@@ -38,9 +38,18 @@ def save_pretrained(
         directory: Output folder (must be empty or absent unless ``overwrite``).
         metadata: Extra entries of the config's ``vbprune`` section (base_model,
             pruning, report, ...; see :mod:`vbprune.io.metadata`).
-        model_args: timm only: the keyword arguments the base architecture was created
-            with (default: what :func:`vbprune.io.model_specs.load_model` recorded, else
-            ``num_classes`` and ``img_size`` read off the model).
+        model_args: timm only: the ``timm.create_model`` keyword arguments that rebuild
+            the base architecture (JSON values; tuples are fine). Default: recovered from
+            the model: what vbprune's loading recorded, else timm's record of its
+            creation (``timm.models.get_model_args``: the ``create_model`` keywords, those
+            of a ``local-dir:``/``hf-hub:`` checkpoint's config included), updated with
+            its current ``num_classes`` (``reset_classifier``), ``img_size``
+            (``set_input_size``) and ``global_pool``; drop rates are left out (training
+            settings). Needed only for a model changed by hand after creation, or
+            created with an argument JSON cannot hold (e.g. a layer class: give its
+            name). Either way the model is rebuilt on the meta device: other shapes are a
+            ``CheckpointError`` naming the parameters with both shapes, and so is an
+            argument JSON cannot hold, naming it.
         overwrite: Replace a non-empty ``directory``.
 
     Returns:

@@ -35,11 +35,6 @@ _FAMILY_AUTO_CLASSES = {
 }
 
 
-def register_auto_classes() -> None:
-    """Kept for vbprune 0.2 callers: pruned checkpoints now keep their stock model type,
-    so the Auto classes need no registration. Does nothing."""
-
-
 def _stock_class(model: nn.Module) -> type:
     return next(c for c in type(model).__mro__ if c.__module__.startswith("transformers."))
 

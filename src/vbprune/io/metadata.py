@@ -3,7 +3,7 @@
 ::
 
     "vbprune": {
-      "library_version": "0.3.0",
+      "library_version": "0.4.0",
       "widths": {"blocks.0.mlp": 903, ...},        # hidden width of every MLP
       "pruning": {"ratio": 0.5, "scope": "global", ...},  # vbprune.PruningConfig
       "base_model": "timm:deit_small_patch16_224",  # a local folder: its absolute path

@@ -53,6 +53,29 @@ def _title(repo_id: str, base_model: str, pruned: str) -> str:
     return f"{name}, {pruned} of MLP neurons removed (VBP)"
 
 
+def _criterion_text(name: str) -> str:
+    """What the criterion removes, from its registry entry (a criterion this process
+    has not registered is named)."""
+    from ..core.criteria import CRITERIA
+
+    if name in CRITERIA:
+        return CRITERIA[name].card
+    return f"the neurons ranked lowest by the {name!r} criterion"
+
+
+def _compensation_text(value: Any) -> str:
+    """What the compensation did, from its registry entry (booleans as 0.1/0.2 wrote
+    them; a compensation this process has not registered is named)."""
+    from ..core.compensation import COMPENSATIONS
+    from ..core.config import compensation
+    from ..core.errors import ConfigError
+
+    try:
+        return COMPENSATIONS[compensation(value)].card
+    except ConfigError:
+        return f"The next layer was compensated with {value!r}."
+
+
 def render_model_card(
     section: Mapping[str, Any],
     library_name: str,
@@ -135,8 +158,8 @@ def render_model_card(
         library_version=section.get("library_version", ""),
         ratio=ratio,
         scope=pruning.get("scope", "unknown"),
-        compensate=pruning.get("compensate"),
-        criterion=pruning.get("criterion", "variance"),
+        criterion_text=_criterion_text(pruning.get("criterion", "variance")),
+        compensation_text=_compensation_text(pruning.get("compensate", "mean")),
         pruned_percent=_pruned_percent(original, widths, ratio),
         params_before=_millions(params.get("before")),
         params_after=_millions(params.get("after")),

@@ -50,19 +50,18 @@ def pruned_timm_model(
 
     def build(**model_kwargs: Any) -> nn.Module:
         import timm
-        import torch
 
         from ..architectures import find_mlp_sites
         from ..architectures.widths import apply_widths
+        from ..core.surgery import ensure_bias
 
         model = timm.create_model(base_architecture, pretrained=False, **model_kwargs)
         apply_widths(model, mlp_widths, where=base_architecture)
         for site in find_mlp_sites(model):
-            if site.name in mlp_fc2_bias and site.fc2.bias is None:
-                weight = site.fc2.weight
-                site.fc2.bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=weight.dtype))
-        # what vbprune.save_pretrained records for this model (timm's own record of its
-        # arguments is private and differs across versions)
+            if site.name in mlp_fc2_bias:  # made by the fold
+                ensure_bias(site.fc2)
+        # what vbprune.save_pretrained records for this model: the base architecture's
+        # arguments (timm's own record, get_model_args, describes the entry's)
         model.vbprune_base_architecture = base_architecture
         model.vbprune_model_args = dict(model_kwargs)
         stages = hierarchical_stages(model)

@@ -4,6 +4,7 @@ recorded MLPs, load the weights strictly."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,28 +13,58 @@ import torch
 from torch import nn
 
 from ..architectures import find_mlp_sites
-from ..architectures.interface import timm_built_size
 from ..architectures.widths import apply_widths
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
 from .timm_entry import ENTRY, ENTRY_ARGS, checkpoint_filter, entry_model_args, register
 from .weights import shape_differences
 
+# what timm records of a model that only describes vbprune's entry, not the base model
+_NOT_ARCHITECTURE = (*ENTRY_ARGS, "pretrained_model_args")
+# current traits, read off the model by timm (reset_classifier, set_input_size)
+_CURRENT = ("num_classes", "img_size", "in_chans", "global_pool")
+
+
+def _is_drop_rate(key: str) -> bool:
+    # drop rates are training settings, not architecture (timm's own saves omit them)
+    return "drop" in key and key.endswith("rate")
+
 
 def _model_args(model: nn.Module, model_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``timm.create_model`` arguments that rebuild ``model``'s architecture.
+
+    ``model_args`` if given; else what vbprune's loading recorded (``vbprune_model_args``,
+    set by :func:`build_timm` and by the ``vbprune_pruned`` entry), else timm's own record
+    (``timm.models.get_model_args``: the ``create_model`` keywords, those of a
+    ``local-dir:``/``hf-hub:`` checkpoint's config included); in both cases updated with
+    the model's current traits (``num_classes`` after ``reset_classifier``, ``img_size``
+    after ``set_input_size``, ``global_pool``) and without drop rates.
+
+    Raises:
+        CheckpointError: an argument that JSON cannot hold (e.g. a layer class).
+    """
+    from timm.models import get_model_args
+
     if model_args is not None:
-        return dict(model_args)
-    # set by vbprune's loading and by its timm entry (timm.create_model("local-dir:..."))
-    recorded = getattr(model, "vbprune_model_args", None)
-    if recorded is not None:
-        # drop rates are training settings, not architecture (timm's own saves omit them);
-        # reset_classifier(n), timm's way to fine-tune, changes the head after creation
-        kept = {k: v for k, v in recorded.items() if not ("drop" in k and k.endswith("rate"))}
-        return {**kept, "num_classes": model.num_classes}
-    args: dict[str, Any] = {"num_classes": model.num_classes}
-    built_for = timm_built_size(model)
-    if built_for is not None:
-        args["img_size"] = list(built_for)
+        args = dict(model_args)
+    else:
+        current = get_model_args(model)  # timm's record, current traits applied
+        recorded = getattr(model, "vbprune_model_args", None)
+        if recorded is None:
+            recorded = current
+        args = {**recorded, **{k: current[k] for k in _CURRENT if k in current}}
+        args = {
+            k: v for k, v in args.items() if not _is_drop_rate(k) and k not in _NOT_ARCHITECTURE
+        }
+    for key, value in args.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"cannot save {architecture(model)}: its argument {key}={value!r} cannot be "
+                f"written to config.json ({error}); pass model_args= with a JSON value for "
+                f"{key} (e.g. a name), or without {key} if the default builds the same model"
+            ) from error
     return args
 
 
@@ -60,10 +91,17 @@ def save_timm(
     # the base architecture and its arguments stay in the vbprune section too
     fc2_bias = [s.name for s in find_mlp_sites(model) if s.fc2.bias is not None]
     entry_args = entry_model_args(architecture(model), section["widths"], fc2_bias, args)
-    save_for_hf(
-        model, str(directory), model_config={SECTION: section, "architecture": ENTRY},
-        model_args=entry_args, safe_serialization=True,
-    )  # fmt: skip
+    try:
+        save_for_hf(
+            model, str(directory), model_config={SECTION: section, "architecture": ENTRY},
+            model_args=entry_args, safe_serialization=True,
+        )  # fmt: skip
+    except ValueError as error:  # timm's own check of the arguments it records
+        if "argument" not in str(error):
+            raise
+        raise CheckpointError(
+            f"cannot save {architecture(model)}: {error} (pass it in model_args=)"
+        ) from error
 
 
 def architecture(model: nn.Module) -> str:
@@ -94,11 +132,21 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
     def shapes(state):
         return {k: tuple(v.shape) for k, v in state.items() if k not in fold_biases}
 
-    differing = shape_differences(shapes(rebuilt.state_dict()), shapes(model.state_dict()))
+    rebuilt_shapes, saved_shapes = shapes(rebuilt.state_dict()), shapes(model.state_dict())
+    differing = shape_differences(rebuilt_shapes, saved_shapes)
     if differing:
+
+        def shape(value):
+            return "missing" if value is None else str(value)
+
+        details = "; ".join(
+            f"{k}: {shape(saved_shapes.get(k))} here, {shape(rebuilt_shapes.get(k))} rebuilt"
+            for k in differing
+        )
         raise CheckpointError(
             f"cannot save {name}: model_args={dict(args)} rebuild a different architecture "
-            f"(e.g. {differing}); pass the model_args it was created with"
+            f"({details}); pass the model_args it was created with: "
+            "save_pretrained(model, path, model_args={...})"
         )
 
 

@@ -43,6 +43,11 @@ class DistillationTrainingArguments(TrainingArguments):
     label_names: list[str] | None = field(
         default_factory=lambda: ["labels"], metadata={"help": "label column(s)"}
     )
+    # pinned memory only helps a device that copies from it; on a CPU torch warns of it
+    dataloader_pin_memory: bool = field(
+        default_factory=lambda: torch.accelerator.is_available(),
+        metadata={"help": "pin loader memory (default: when a GPU or other accelerator is there)"},
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
