@@ -50,8 +50,7 @@ def test_cli_sweep_writes_a_png_and_a_table(tmp_path, monkeypatch):
     rows = [line for line in (out / "sweep.md").read_text().splitlines() if line[:4] == "| 0."]
     assert [line.split(" | ")[0] for line in rows] == ["| 0.3", "| 0.8"]
     data = json.loads((out / "sweep.json").read_text())
-    criteria = {"variance", "random", "magnitude", "obs"}
-    assert {r["criterion"] for r in data} == {"original", *criteria}
+    assert {r["criterion"] for r in data} == {"original", *vbprune.CRITERIA}  # all of them
     # original + ratios x every registered criterion x every registered compensation
     assert len(data) == 1 + 2 * len(vbprune.CRITERIA) * len(vbprune.COMPENSATIONS)
     at_08 = {(r["criterion"], r["fold"]): r["accuracy"] for r in data if r["ratio"] == 0.8}
