@@ -228,6 +228,11 @@ def test_unknown_and_reserved_training_options_are_one_line_errors(
     assert "unknown option(s) --no_such_field 3" in error and "--help-training" in error
     assert distill(prune_output, image_folder, out, "--output_dir", tmp_path / "x") == 2
     assert "use --output" in capsys.readouterr().err
+    # the Trainer's own check: the best epoch is kept, so evaluation must match saving
+    assert distill(prune_output, image_folder, out, "--eval_strategy", "no") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("vbprune distill: error: training arguments:") and error[-1] == "\n"
+    assert error.count("\n") == 1
     assert not out.exists()  # refused before anything was written
     with pytest.raises(SystemExit) as exit_:  # only distill passes options on
         run_vbprune("prune", "--model", "m", "--ratio", 0.5, "--output", out, "--max_steps", 3)

@@ -129,8 +129,9 @@ def training_arguments(args: argparse.Namespace, extra: list[str], output: Path)
     The device is accelerate's choice (CUDA, MPS, XPU, or the CPU).
 
     Raises:
-        ConfigError: for an option neither vbprune nor the Trainer knows, or a field
-            vbprune sets itself (``--output_dir``: use ``--output``).
+        ConfigError: for an option neither vbprune nor the Trainer knows, a field vbprune
+            sets itself (``--output_dir``: use ``--output``), or a combination the Trainer
+            refuses (``--eval_strategy no`` with the best epoch kept, ...).
     """
     import sys
 
@@ -151,7 +152,12 @@ def training_arguments(args: argparse.Namespace, extra: list[str], output: Path)
     given = _given_training_fields(extra)
     if "output_dir" in given:
         raise ConfigError("--output_dir is where vbprune keeps checkpoints: use --output")
-    return DistillationTrainingArguments(**{**ours, **given})
+    try:
+        return DistillationTrainingArguments(**{**ours, **given})
+    except ValueError as error:  # transformers' own checks of the combination
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"training arguments: {' '.join(str(error).split())}") from None
 
 
 def _given_training_fields(extra: list[str]) -> dict[str, Any]:
