@@ -45,7 +45,7 @@ SECTIONS = [
                 "StatisticsError", "NonFiniteActivationError", "PlanError", "CheckpointError",
                 "DatasetError", "MissingInputError", "OutputExistsError", "OutputNotWritableError",
                 "HubError",
-                "ProcessCountError",
+                "ProcessCountError", "MissingDependencyError",
             ]),
         ],
     ),

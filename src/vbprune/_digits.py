@@ -24,7 +24,8 @@ def load_digits_tensors(test_fraction: float = 0.2, seed: int = 0):
     """``(train_x, train_y, test_x, test_y)``: images ``(N, 1, 8, 8)`` in [-1, 1], labels.
 
     Raises:
-        ImportError: if scikit-learn is not installed (``pip install scikit-learn``).
+        MissingDependencyError: (an ``ImportError``) if scikit-learn is not installed
+            (``pip install "vbprune[demo]"``).
     """
     from ._extras import require
 
