@@ -142,11 +142,15 @@ def _covariance_need(config: PruningConfig, *options: str) -> str | None:
 
 
 def _units(
-    sites: list[MLPSite], stats: Mapping[str, NeuronStats] | None, covariance: str | None
+    sites: list[MLPSite],
+    stats: Mapping[str, NeuronStats] | None,
+    covariance: str | None,
+    required: bool = False,
 ) -> dict[str, SiteUnits]:
-    """Every site's units with its statistics, checked (``None`` when not given and no
-    covariance is needed: what needs them raises then)."""
-    if stats is None and covariance is None:
+    """Every site's units with its statistics, checked. Without statistics (allowed unless
+    ``required`` or the covariance is needed) the units carry none: a criterion or
+    compensation that reads them raises then."""
+    if stats is None and covariance is None and not required:
         return {site.name: site.units() for site in sites}
     widths = {site.name: site.width for site in sites}
     checked = check_statistics(stats, widths, covariance)
@@ -308,9 +312,7 @@ def prune_model(
         round_to=round_to, criterion=criterion, seed=seed,
     )  # fmt: skip
     sites = find_mlp_sites(model)
-    if stats is None:
-        check_statistics(stats)  # one message for every entry point
-    units = _units(sites, stats, _covariance_need(config))  # checked before any work
+    units = _units(sites, stats, _covariance_need(config), required=True)  # before any work
     scores = score_units(units, config, _progress(f"scoring ({config.criterion})", len(units)))
     plan = plan_from_scores(units, scores, config)
     original = {site.name: site.width for site in sites}

@@ -70,7 +70,7 @@ class PruningConfig:
         if not (0.0 <= float(ratio) < 1.0):  # also refuses NaN
             raise ConfigError(f"ratio must be in [0, 1), got {ratio!r}")
         _check_choice("scope", self.scope, SCOPES)
-        CRITERIA[self.criterion]
+        CRITERIA[self.criterion]  # the lookup's ConfigError names the registered ones
         for name in ("min_keep", "round_to"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
@@ -95,9 +95,7 @@ class PruningConfig:
     def needs_covariance(self) -> bool:
         """Whether the criterion or the compensation reads the covariance (``"obs"``,
         ``"ls"``): statistics from ``VarianceCalibrator(model, covariance=True)``."""
-        return CRITERIA[self.criterion].needs_covariance or (
-            COMPENSATIONS[self.compensate].needs_covariance
-        )
+        return self.covariance_need() is not None
 
     def covariance_need(self, *options: str) -> str | None:
         """The option that needs the covariance (``"criterion"`` or ``"compensate"``;

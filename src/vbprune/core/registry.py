@@ -97,8 +97,7 @@ class Registry(Mapping[str, "Entry[F]"]):
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (for tests and experiments)."""
-        self[name]
-        del self._entries[name]
+        del self._entries[self[name].name]  # an unknown name: the lookup's ConfigError
 
     def __getitem__(self, name: str) -> Entry[F]:
         try:

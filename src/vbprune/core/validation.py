@@ -1,4 +1,4 @@
-"""Statistics checked against a model's sites, in one place (standard library only).
+"""Statistics checked against a model's sites, in one place (torch only).
 
 Every entry point that reads statistics (``prune_model``, ``plan_pruning``,
 ``apply_plan``, ``score_neurons``, ``vbprune prune --stats``) calls
@@ -39,9 +39,9 @@ def check_statistics(
             the covariance that ``covariance`` needs.
     """
     if stats is None:
+        how = COVARIANCE_HINT if covariance else "from VarianceCalibrator(model).run(loader)"
         raise StatisticsError(
-            f"{covariance or 'this'} needs the calibration statistics: pass stats=... "
-            f"({COVARIANCE_HINT})"
+            f"{covariance or 'this'} needs the calibration statistics: pass stats=... ({how})"
         )
     names = list(widths) if widths is not None else list(stats)
     missing = [name for name in names if name not in stats]

@@ -103,7 +103,7 @@ def plot(rows: list[dict[str, Any]], path) -> None:
             r for r in rows[1:] if (r["criterion"], compensation(r["fold"])) == (criterion, fold)
         ]
         label = f"{CRITERIA[criterion].label}, {_label(fold)}"
-        style = styles.get(fold, "-.")
+        style = styles[fold]
         for axis, key, unit in ((axes[0], "macs", 1e6), (axes[1], "params", 1e3)):
             axis.plot([r[key] / unit for r in line], [100 * r["accuracy"] for r in line],
                       style, marker="o", color=colours[criterion], label=label)  # fmt: skip
