@@ -22,9 +22,10 @@ def describe(device: torch.device, dtype: str) -> str:
 
 
 def synthetic_stats(
-    model: torch.nn.Module, seed: int = 0, spread: float = 0.0
+    model: torch.nn.Module, seed: int = 0, spread: float = 0.0, heads: bool = False
 ) -> vbprune.ActivationStats:
-    """Random statistics for every MLP of ``model``.
+    """Random statistics for every MLP of ``model`` (and with ``heads`` for every
+    attention's output-projection input).
 
     They fix which neurons go, not how long selection or surgery take. With ``spread``
     0 the variances are i.i.d., so the global ranking prunes every MLP by about the
@@ -33,7 +34,10 @@ def synthetic_stats(
     """
     g = torch.Generator().manual_seed(seed)
     sites = {}
-    for site in vbprune.find_mlp_sites(model):
+    sites_found = list(vbprune.find_mlp_sites(model))
+    if heads:
+        sites_found += vbprune.find_attention_sites(model)
+    for site in sites_found:
         scale = float(torch.exp(spread * torch.randn(1, generator=g, dtype=torch.float64)))
         sites[site.name] = vbprune.NeuronStats(
             10_000,

@@ -4,6 +4,8 @@
     python benchmarks/latency.py --device cuda --dtype bfloat16 --batch-sizes 256 64 8 1
     python benchmarks/latency.py --runtime onnxruntime   # exported, run by onnxruntime
     python benchmarks/latency.py --runtime inductor      # torch.compile(model)
+    python benchmarks/latency.py --heads --models deit_small_patch16_224:0.5 \
+        deit_base_patch16_224:0.5                        # heads + MLPs to 50 % of the MACs
 
 For each model and batch size the dense model and the pruned ones run in turns (so drift
 on a shared machine hits all alike); the speedup is the median of the per-round ratios.
@@ -22,6 +24,10 @@ are synthetic unless ``--stats`` gives real ones (``stats.safetensors`` of a ``v
 prune`` output, for a single model). Synthetic i.i.d. variances prune every MLP by about
 the ratio; a trained model's statistics prune them unevenly, which ``--spread`` imitates
 (see common.synthetic_stats).
+
+With ``--heads`` each entry's number is the share of the dense MACs kept
+(``PruningConfig(target_macs=..., heads=True)``, heads weighed like neurons): attention
+heads go with the MLP neurons, and the selection plus surgery time is printed too.
 """
 
 from __future__ import annotations
@@ -75,6 +81,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--runtime", default="torch", choices=["torch", "inductor", "onnxruntime"])
+    parser.add_argument(
+        "--heads", action="store_true", help="NAME:SHARE: heads and neurons to SHARE of the MACs"
+    )
     args = parser.parse_args()
     if args.runtime == "onnxruntime" and args.dtype != "float32":
         parser.error("--runtime onnxruntime times float32 exports only")
@@ -92,14 +101,32 @@ def main() -> None:
               f"(median {statistics.median(values):.2f}, repeats {args.repeats})")  # fmt: skip
 
 
+def prune_with_heads(
+    model: torch.nn.Module, stats, share: float, round_to: int, name: str
+) -> tuple[list[int], str]:
+    """Prune heads and neurons to ``share`` of the MACs; print the selection + surgery
+    time. Returns the MLP widths and the heads kept of all (``"52/72"``)."""
+    import time
+
+    config = vbprune.PruningConfig(target_macs=share, heads=True, head_weight=1.0,
+                                   round_to=round_to)  # fmt: skip
+    start = time.perf_counter()
+    result = vbprune.prune_model(model, stats, config=config)
+    seconds = time.perf_counter() - start
+    kept, total = sum(result.heads.values()), sum(result.original_heads.values())
+    print(f"<!-- {name}: selection + surgery {seconds:.2f} s, MACs kept "
+          f"{result.budget['achieved']:.3f}, heads {kept}/{total} -->", flush=True)  # fmt: skip
+    return list(result.widths.values()), f"{kept}/{total}"
+
+
 def time_models(
     args: argparse.Namespace, device: torch.device, dtype: torch.dtype, exports: Path
 ) -> dict[int, list[float]]:
     """Print a table row per model, width rounding and batch size; the fractions of the
     MAC bound reached, by rounding."""
     print(
-        "| model | ratio | MLP widths | batch | dense ms | pruned ms | speedup | MAC bound "
-        "| of bound |\n|---|---|---|---|---|---|---|---|---|"
+        f"| model | {'MACs kept' if args.heads else 'ratio'} | MLP widths | batch | dense ms "
+        "| pruned ms | speedup | MAC bound | of bound |\n|---|---|---|---|---|---|---|---|---|"
     )
     fractions: dict[int, list[float]] = {r: [] for r in args.round_to}
     for entry in args.models:
@@ -108,14 +135,19 @@ def time_models(
         if args.stats:
             stats = vbprune.ActivationStats.load(args.stats)
         else:
-            stats = synthetic_stats(dense, spread=args.spread)
+            stats = synthetic_stats(dense, spread=args.spread, heads=args.heads)
         pruned, spans = {}, {}
         for round_to in args.round_to:
             model = copy.deepcopy(dense)
-            widths = vbprune.apply_plan(
-                model, vbprune.plan_pruning(stats, float(ratio), round_to=round_to)
-            ).values()
-            pruned[round_to], spans[round_to] = model, f"{min(widths)}-{max(widths)}"
+            if args.heads:
+                widths, heads = prune_with_heads(model, stats, float(ratio), round_to, name)
+                spans[round_to] = f"{min(widths)}-{max(widths)}, heads {heads}"
+            else:
+                widths = vbprune.apply_plan(
+                    model, vbprune.plan_pruning(stats, float(ratio), round_to=round_to)
+                ).values()
+                spans[round_to] = f"{min(widths)}-{max(widths)}"
+            pruned[round_to] = model
         # counted on the CPU in float32, before moving: MACs depend on neither
         dense_macs = vbprune.count_macs(dense)
         bounds = {r: dense_macs / vbprune.count_macs(m) for r, m in pruned.items()}

@@ -4,8 +4,10 @@ image-classification type.
 Each model is built on the meta device (no memory, no weights; a time limit per model)
 and its MLPs are matched against the layout table: supported-exact (nothing couples the
 hidden neurons), supported-approximate (a hidden LayerNorm or GRN: the fold is
-approximate), or unsupported with the reason. Writes the table that
-docs/supported_models.md shows.
+approximate), or unsupported with the reason. Its attention modules are matched against
+the attention table: heads prunable ("yes": every attention module matched, at least one
+site) or not ("no", with the first attention module that cannot lose heads, or "no
+attention"). Writes the table that docs/supported_models.md shows.
 
     python scripts/coverage.py --output docs/supported_models.md
 
@@ -21,6 +23,7 @@ import re
 import signal
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -31,6 +34,18 @@ class _Timeout(Exception):
 
 def _alarm(signum, frame):
     raise _Timeout
+
+
+class Row(NamedTuple):
+    """One model: its MLP status and its attention heads' status."""
+
+    library: str
+    name: str
+    status: str  # "exact" | "approximate" | "unsupported"
+    detail: str  # the MLP layouts, or why not
+    heads: str = "no"  # "yes" | "no"
+    heads_detail: str = ""  # the attention layouts, or the first problem
+    heads_reason: str = ""  # the short reason class of a "no"
 
 
 def classify(model: torch.nn.Module) -> tuple[str, str]:
@@ -44,6 +59,71 @@ def classify(model: torch.nn.Module) -> tuple[str, str]:
     return ("exact" if all(site.exact for site in sites) else "approximate"), layouts
 
 
+_PROBLEM = re.compile(
+    r"^(the model|\S*) (?:\((timm|transformers|torch) (\w+)\): (.*)"
+    r"|is a (timm|transformers|torch) (\w+), which has no row in the table of attention layouts)$"
+)
+
+
+def _python_module(model: torch.nn.Module, path: str) -> str:
+    """The short Python module of the module at ``path`` (``beit``, ``swin_transformer_v2``,
+    ``beit`` for transformers' ``modeling_beit``), or ``""``."""
+    try:
+        module = model.get_submodule("" if path == "the model" else path)
+    except AttributeError:
+        return ""
+    return type(module).__module__.rsplit(".", 1)[-1].removeprefix("modeling_")
+
+
+def heads_reason(model: torch.nn.Module, problem: str) -> str:
+    """The short reason class of one attention problem: the class, where it is from (timm's
+    ``Attention`` is the class of several designs) and why, its numbers as ``N``."""
+    found = _PROBLEM.match(problem)
+    if not found:
+        return problem
+    path, library, kind, reason = found.group(1, 2, 3, 4)
+    if reason is None:
+        library, kind, reason = found.group(5), found.group(6), "no row in the table"
+    reason = re.sub(r"\b\d+\b", "N", reason)  # head counts and widths differ by model
+    where = _python_module(model, path) if library != "torch" else ""
+    return f"{library} {kind} ({where}): {reason}" if where else f"{library} {kind}: {reason}"
+
+
+def classify_heads(model: torch.nn.Module) -> tuple[str, str, str]:
+    """("yes" | "no", attention layouts or the first problem, the short reason of a "no")."""
+    from vbprune.architectures.finder import find_attention_sites_and_problems
+
+    sites, problems = find_attention_sites_and_problems(model)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return "no", problems[0] + more, heads_reason(model, problems[0])
+    if not sites:
+        return "no", "no attention", "no attention"
+    layouts = ", ".join(sorted({site.layout for site in sites}))
+    if not all(site.exact for site in sites):
+        layouts += " (approximate: a norm over the heads before the output projection)"
+    return "yes", layouts, ""
+
+
+def classify_all(library: str, name: str, model: torch.nn.Module) -> Row:
+    """Both classifications; an error of the attention finder leaves the MLPs' result."""
+    mlp = classify(model)
+    try:
+        heads = classify_heads(model)
+    except _Timeout:
+        raise
+    except Exception as error:
+        reason = f"the attention finder fails: {type(error).__name__}"
+        heads = ("no", f"{reason}: {str(error).strip()[:120]}", reason)
+    return Row(library, name, *mlp, *heads)
+
+
+def _failed(library: str, name: str, reason: str) -> Row:
+    """A model that did not build: neither its MLPs nor its heads."""
+    short = reason.split(":")[0]
+    return Row(library, name, "unsupported", reason, "no", reason, short)
+
+
 def timm_rows(limit: int, names: list[str] | None):
     import timm
 
@@ -53,11 +133,11 @@ def timm_rows(limit: int, names: list[str] | None):
             with torch.device("meta"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = timm.create_model(name, pretrained=False)
-            yield ("timm", name, *classify(model))
+            yield classify_all("timm", name, model)
         except _Timeout:
-            yield ("timm", name, "unsupported", f"not built within {limit} s")
+            yield _failed("timm", name, f"not built within {limit} s")
         except Exception as error:  # a model that does not build offline
-            yield ("timm", name, "unsupported", f"does not build: {type(error).__name__}")
+            yield _failed("timm", name, f"does not build: {type(error).__name__}")
         finally:
             signal.alarm(0)
 
@@ -79,19 +159,19 @@ def hf_rows(limit: int):
             with torch.device("meta"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = getattr(transformers, name)(config)
-            yield ("transformers", model_type, *classify(model))
+            yield classify_all("transformers", model_type, model)
         except _Timeout:
-            yield ("transformers", model_type, "unsupported", f"not built within {limit} s")
+            yield _failed("transformers", model_type, f"not built within {limit} s")
         except Exception as error:
             reason = str(error).strip().splitlines()[0][:120]
-            yield ("transformers", model_type, "unsupported", f"does not build: {reason}")
+            yield _failed("transformers", model_type, f"does not build: {reason}")
         finally:
             signal.alarm(0)
 
 
-def _reason(row: tuple[str, str, str, str]) -> str:
+def _reason(row: Row) -> str:
     """A short reason class of an unsupported row."""
-    detail = row[3]
+    detail = row.detail
     if "no module of a known MLP layout" in detail:
         return "no MLP-like module (convolutional networks)"
     if detail.startswith(("does not build", "not built")):
@@ -103,15 +183,45 @@ def _reason(row: tuple[str, str, str, str]) -> str:
     return f"{found.group(1)}: no row in the table" if found else detail
 
 
-def render(rows: list[tuple[str, str, str, str]], seconds: float) -> str:
-    counts = collections.Counter((library, status) for library, _, status, _ in rows)
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
+
+
+def _attention_table() -> list[str]:
+    """The attention layouts (rows of ``ATTENTION_LAYOUTS``) and the modules left alone."""
+    from vbprune.architectures.layouts import ATTENTION_LAYOUTS, IGNORED_ATTENTION
+
+    lines = ["| library | classes | Python module | layout | heads prunable, or why not |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for row in ATTENTION_LAYOUTS:
+        classes = ", ".join(f"`{name}`" for name in row.classes)
+        where = f"`{row.module}`" if row.module else "any"
+        verdict = f"no: {row.refused}" if row.refused else "yes"
+        if row.when:
+            verdict += f" (where `{row.when}` is present)"
+        lines.append(f"| {row.library} | {classes} | {where} | {_cell(row.note)} | "
+                     f"{_cell(verdict)} |")  # fmt: skip
+    lines += ["", "Attention modules left alone (their output is the pre-logits): "
+              + ", ".join(f"`{name}` ({why})" for name, why in IGNORED_ATTENTION.items())
+              + ". Any other module whose class name says attention (and that holds "
+              "weights) with no row makes the model's heads unprunable."]  # fmt: skip
+    return lines
+
+
+def render(rows: list[Row], seconds: float) -> str:
+    counts = collections.Counter((row.library, row.status) for row in rows)
+    totals = collections.Counter(row.library for row in rows)
+    heads = collections.Counter(row.library for row in rows if row.heads == "yes")
     lines = [
         "# Supported models",
         "",
         "Written by `python scripts/coverage.py --output docs/supported_models.md` "
         f"(timm and transformers as installed; {seconds:.0f} s). Every model is built "
-        "with random weights on the meta device and its MLPs matched against the layout "
-        "table (`vbprune/architectures/layouts.py`).",
+        "with random weights on the meta device, its MLPs matched against the layout "
+        "table and its attention modules against the attention table "
+        "(`vbprune/architectures/layouts.py`).",
+        "",
+        "## MLP neurons",
         "",
         "- **exact**: nothing couples the hidden neurons; removing a neuron whose "
         "activation is constant, with the mean fold, leaves the output unchanged.",
@@ -130,17 +240,43 @@ def render(rows: list[tuple[str, str, str, str]], seconds: float) -> str:
             f"{counts[(library, 'approximate')]} | {counts[(library, 'unsupported')]} |"
         )
     lines += ["", "Unsupported, by reason:", ""]
-    for reason, count in collections.Counter(_reason(r) for r in rows if r[2] == "unsupported"
+    for reason, count in collections.Counter(_reason(r) for r in rows if r.status == "unsupported"
                                              ).most_common():  # fmt: skip
         lines.append(f"- {count}: {reason}")
+    lines += [
+        "",
+        "## Attention heads",
+        "",
+        "- **yes**: every attention module of the model has a row in the attention table "
+        "that can lose heads (and there is at least one): `PruningConfig(heads=True)` "
+        "prunes whole heads. The layouts are given.",
+        "- **no**: the first attention module that cannot lose heads and why (and how many "
+        'more), or "no attention".',
+        "",
+        "| library | heads prunable | models | MLPs and heads both prunable |",
+        "|---|---|---|---|",
+    ]
     for library in ("timm", "transformers"):
-        lines += ["", f"## {library}", "", "| model | status | MLP layouts, or why not |",
-                  "|---|---|---|"]  # fmt: skip
-        for lib, name, status, detail in rows:
-            if lib == library:
+        both = sum(1 for row in rows if row.library == library and row.heads == "yes"
+                   and row.status != "unsupported")  # fmt: skip
+        lines.append(f"| {library} | {heads[library]} | {totals[library]} | {both} |")
+    lines += ["", "Heads not prunable, by reason:", ""]
+    for reason, count in collections.Counter(r.heads_reason for r in rows if r.heads == "no"
+                                             ).most_common():  # fmt: skip
+        lines.append(f"- {count}: {_cell(reason)}")
+    lines += ["", "### Attention layouts", "", *_attention_table()]
+    for library in ("timm", "transformers"):
+        lines += ["", f"## {library}", "",
+                  "| model | MLPs | MLP layouts, or why not | heads | attention layouts, or why "
+                  "not |", "|---|---|---|---|---|"]  # fmt: skip
+        for row in rows:
+            if row.library == library:
+                detail = row.detail
                 if "no module of a known MLP layout" in detail:
-                    detail = _reason((lib, name, status, detail))
-                lines.append(f"| `{name}` | {status} | {detail.replace('|', '/')} |")
+                    detail = _reason(row)
+                heads_detail = "(not built)" if row.heads_detail == row.detail else row.heads_detail
+                lines.append(f"| `{row.name}` | {row.status} | {_cell(detail)} | {row.heads} | "
+                             f"{_cell(heads_detail)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -154,9 +290,14 @@ def main() -> None:
     start = time.perf_counter()
     rows = [*timm_rows(args.limit, args.timm_names), *hf_rows(args.limit)]
     seconds = time.perf_counter() - start
-    counts = collections.Counter((library, status) for library, _, status, _ in rows)
+    counts = collections.Counter((row.library, row.status) for row in rows)
     for (library, status), count in sorted(counts.items()):
         print(f"{library:12s} {status:12s} {count}")
+    for library in ("timm", "transformers"):
+        total = sum(1 for row in rows if row.library == library)
+        prunable = sum(1 for row in rows if row.library == library and row.heads == "yes")
+        print(f"{library:12s} heads        {prunable} of {total}")
+    print(f"{seconds:.0f} s")
     if args.output:
         with open(args.output, "w") as file:
             file.write(render(rows, seconds))

@@ -18,6 +18,10 @@ TIMM_ZOO: dict[str, dict] = {
     "vit_giant_patch14_dinov2": dict(VIT, patch_size=8),  # SwiGLU packed
     "aimv2_large_patch14_224": dict(VIT, patch_size=8),  # SwiGLU, separate gate and value
     "vitamin_small_224": dict(img_size=64, num_classes=5),  # GeGLU
+    "vit_small_patch16_rope_224": VIT,  # rotary attention (timm AttentionRope)
+    "swin_tiny_patch4_window7_224": dict(  # window attention with a per-head table
+        img_size=32, window_size=4, embed_dim=16, depths=(1, 2), num_heads=(2, 2), num_classes=5
+    ),
     "swinv2_tiny_window8_256": dict(
         img_size=32, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=5
     ),

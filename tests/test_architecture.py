@@ -86,6 +86,7 @@ LAYERS = [
     {"_extras"},  # optional dependencies, named when missing (standard library only)
     {"hf_remote"},
     {"architectures"},
+    {"planning"},  # the steps of a pruning and the plans of budgets and heads
     {"calibration", "pruning"},
     {"io"},
     {"data", "training", "evaluation"},

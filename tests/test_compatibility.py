@@ -17,12 +17,17 @@ from testing_utils import FAMILIES, logits, randomize
 from vbprune.architectures.interface import logits_of
 
 
-def pruned(family: str, images):
+def pruned(family: str, images, heads: bool = False):
     """A pruned model as its library's users have it: a transformers one saved and loaded
-    back through stock transformers (the checkpoint's remote-code classes)."""
+    back through stock transformers (the checkpoint's remote-code classes). With ``heads``
+    attention heads go too (a low head weight: some surely do)."""
     torch.manual_seed(0)
     model = randomize(FAMILIES[family]())
-    vbprune.prune_model(model, vbprune.VarianceCalibrator(model).run([images]), ratio=0.5)
+    stats = vbprune.VarianceCalibrator(model, heads=heads).run([images])
+    config = (vbprune.PruningConfig(target_macs=0.6, heads=True, head_weight=0.05) if heads
+              else vbprune.PruningConfig(ratio=0.5))  # fmt: skip
+    result = vbprune.prune_model(model, stats, config=config)
+    assert not heads or sum(result.heads.values()) < sum(result.original_heads.values())
     if family.startswith("hf"):
         from transformers import AutoModelForImageClassification
 
@@ -100,9 +105,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(images, family):
         torch.testing.assert_close(gradients[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("heads", [False, True])
 @pytest.mark.parametrize("family", ["timm-vit", "hf-vit"])
-def test_torchscript_and_torch_compile_of_a_pruned_model(images, family):
-    model = Logits(pruned(family, images)).eval()
+def test_torchscript_and_torch_compile_of_a_pruned_model(images, family, heads):
+    model = Logits(pruned(family, images, heads)).eval()
     expected = logits(model, images)
     with torch.no_grad():
         traced = torch.jit.trace(model, images, strict=False)  # strict: transformers' dicts
@@ -128,15 +134,18 @@ def test_transformers_pipeline_runs_a_pruned_checkpoint(images, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "family", ["timm-vit", "timm-swin", "timm-convnext", "hf-vit", "hf-swin", "hf-convnextv2"]
-)
+    "family",
+    ["timm-vit", "timm-swin", "timm-convnext", "hf-vit", "hf-swin", "hf-convnextv2",
+     "timm-vit+heads", "hf-vit+heads"],
+)  # fmt: skip
 def test_onnx_export_of_a_pruned_model_runs_in_onnxruntime(images, tmp_path, family):
     """torch.onnx.export (dynamo, with a dynamic batch) then onnxruntime gives PyTorch's
     logits on another batch size. transformers' Swin goes through the TorchScript exporter:
     stock SwinForImageClassification fails the dynamo exporter in transformers 5.24 too."""
     import onnxruntime  # a dev dependency: if it is missing the test fails, not skips
 
-    model = Logits(pruned(family, images)).eval()
+    family, heads = family.removesuffix("+heads"), family.endswith("+heads")
+    model = Logits(pruned(family, images, heads)).eval()
     path = tmp_path / f"{family}.onnx"
     with torch.no_grad():
         if family == "hf-swin":

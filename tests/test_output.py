@@ -46,11 +46,11 @@ class _Terminal(io.StringIO):
 @pytest.mark.parametrize("terminal", [True, False])
 def test_long_scoring_shows_progress_on_a_terminal_only(monkeypatch, images, terminal):
     from testing_utils import FAMILIES, randomize
-    from vbprune import pruning
+    from vbprune.planning import steps
 
     model = randomize(FAMILIES["timm-vit"]())
     stats = vbprune.VarianceCalibrator(model, covariance=True).run([images])
-    monkeypatch.setattr(pruning, "PROGRESS_DELAY", 0.0)  # OBS of DeiT-B takes ~20 s
+    monkeypatch.setattr(steps, "PROGRESS_DELAY", 0.0)  # OBS of DeiT-B takes ~20 s
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     stream = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)

@@ -53,6 +53,9 @@ _EXPORTS = {
     "UnsupportedModelError": "vbprune.core.errors",
     "SUPPORTED_FAMILIES": "vbprune.architectures",
     "MLPSite": "vbprune.architectures",
+    "AttentionSite": "vbprune.architectures",
+    "attention_heads": "vbprune.architectures",
+    "find_attention_sites": "vbprune.architectures",
     "find_mlp_sites": "vbprune.architectures",
     "model_backend": "vbprune.architectures",
     "VarianceCalibrator": "vbprune.calibration",
@@ -79,6 +82,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "CRITERIA",
     "SUPPORTED_FAMILIES",
     "ActivationStats",
+    "AttentionSite",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
@@ -105,8 +109,10 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "VarianceCalibrator",
     "__version__",
     "apply_plan",
+    "attention_heads",
     "count_macs",
     "count_params",
+    "find_attention_sites",
     "find_mlp_sites",
     "from_pretrained",
     "magnitude_scores",
@@ -123,10 +129,18 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
 
 # subpackages and modules reachable as attributes (``vbprune.data.make_loader``) on first use
 _SUBMODULES = {"architectures", "calibration", "cli", "commands", "core", "data", "evaluation",
-               "hf_remote", "io", "pruning", "training"}  # fmt: skip
+               "hf_remote", "io", "planning", "pruning", "training"}  # fmt: skip
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports
-    from .architectures import SUPPORTED_FAMILIES, MLPSite, find_mlp_sites, model_backend
+    from .architectures import (
+        SUPPORTED_FAMILIES,
+        AttentionSite,
+        MLPSite,
+        attention_heads,
+        find_attention_sites,
+        find_mlp_sites,
+        model_backend,
+    )
     from .calibration import VarianceCalibrator
     from .core.compensation import COMPENSATIONS
     from .core.config import PruningConfig

@@ -8,21 +8,40 @@ criterion), selects, and computes the registered compensation; the sites apply i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from .architectures import MLPSite, find_mlp_sites, model_backend
-from .architectures.widths import mlp_records
-from .core.compensation import COMPENSATIONS
-from .core.config import PruningConfig, compensation, resolve_config
-from .core.least_squares import lost_output_variance
-from .core.selection import PruningPlan, check_plan, plan_from_scores, score_units
+from .architectures import (
+    AttentionSite,
+    MLPSite,
+    find_mlp_sites,
+)
+from .core.config import (
+    PruningConfig,
+    compensation,
+    resolve_config,
+)
+from .core.selection import (
+    PruningPlan,
+    check_plan,
+    plan_from_scores,
+    score_units,
+)
 from .core.statistics import NeuronStats
-from .core.units import Correction, Removal, SiteUnits
-from .core.validation import check_statistics
+from .planning.budget import budget_plan, record_achieved
+from .planning.steps import (
+    apply_checked,
+    covariance_need,
+    model_sites,
+    progress,
+    site_units,
+)
+
+Site = MLPSite | AttentionSite
 
 
 @dataclass
@@ -40,6 +59,11 @@ class PruningResult:
             fraction of the variance of fc2's output on the calibration data that the
             removal loses, with the mean fold (``"mean"``) and, when the compensation
             also changes fc2's weights, with it (``"ls"``); empty otherwise.
+        original_heads: With ``heads=True``: heads per attention site before pruning.
+        heads: With ``heads=True``: heads per attention site after pruning.
+
+    The budget asked for and the one achieved (MACs and parameters, before and after,
+    and with heads the weight of heads against neurons chosen) are in ``plan.budget``.
     """
 
     plan: PruningPlan
@@ -47,6 +71,8 @@ class PruningResult:
     widths: dict[str, int]
     approximate_sites: list[str] = field(default_factory=list)
     lost_variance: dict[str, dict[str, float]] = field(default_factory=dict)
+    original_heads: dict[str, int] = field(default_factory=dict)
+    heads: dict[str, int] = field(default_factory=dict)
 
     @property
     def config(self) -> PruningConfig:
@@ -58,13 +84,25 @@ class PruningResult:
         """Total number of hidden neurons removed."""
         return sum(self.original_widths.values()) - sum(self.widths.values())
 
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The budget asked for and achieved (``plan.budget``; empty for a plain ratio)."""
+        return self.plan.budget
+
     def __repr__(self) -> str:  # the dataclass's would print every kept index
         before, after = sum(self.original_widths.values()), sum(self.widths.values())
         config = self.config
+        heads = ""
+        if self.heads:
+            was, now = sum(self.original_heads.values()), sum(self.heads.values())
+            heads = f", {was - now} of {was} heads from {len(self.heads)} attentions"
+        achieved = self.budget.get("achieved")
+        reached = f" (achieved {achieved:.3g})" if achieved is not None else ""
         return (
             f"PruningResult({self.num_pruned} of {before} neurons removed from "
-            f"{len(self.widths)} MLPs ({before} -> {after}); ratio {config.ratio:g}, "
-            f"{config.scope}, criterion {config.criterion}, compensate {config.compensate}"
+            f"{len(self.widths)} MLPs ({before} -> {after}){heads}; {config.describe()}"
+            f"{reached}, {config.scope}, criterion {config.criterion}, compensate "
+            f"{config.compensate}"
             + (f"; {len(self.approximate_sites)} approximate" if self.approximate_sites else "")
             + ")"
         )
@@ -91,7 +129,7 @@ def score_neurons(
             the criterion needs).
     """
     config = PruningConfig(0.0, criterion=criterion, seed=seed)
-    units = _units(find_mlp_sites(model), stats, _covariance_need(config, "criterion"))
+    units = site_units(find_mlp_sites(model), stats, covariance_need(config, "criterion"))
     return score_units(units, config)
 
 
@@ -117,44 +155,6 @@ def obs_scores(model: nn.Module, stats: Mapping[str, NeuronStats]) -> dict[str, 
         StatisticsError: if a site has no finite covariance of the right shape.
     """
     return score_neurons(model, stats, "obs")
-
-
-PROGRESS_DELAY = 2.0  # seconds before a bar of the per-MLP work appears
-
-
-def _progress(description: str, total: int):
-    """A progress bar over the sites that appears only on a terminal and only when the
-    loop takes more than two seconds (OBS scores and least squares of large MLPs)."""
-
-    def bar(items):
-        from tqdm.auto import tqdm
-
-        return tqdm(items, desc=description, total=total, unit="MLP", delay=PROGRESS_DELAY,
-                    leave=False, disable=None)  # fmt: skip
-
-    return bar
-
-
-def _covariance_need(config: PruningConfig, *options: str) -> str | None:
-    """``'compensate="ls"'``: which of ``options`` (default: any) needs the covariance."""
-    need = config.covariance_need(*options)
-    return need and f'{need}="{getattr(config, need)}"'
-
-
-def _units(
-    sites: list[MLPSite],
-    stats: Mapping[str, NeuronStats] | None,
-    covariance: str | None,
-    required: bool = False,
-) -> dict[str, SiteUnits]:
-    """Every site's units with its statistics, checked. Without statistics (allowed unless
-    ``required`` or the covariance is needed) the units carry none: a criterion or
-    compensation that reads them raises then."""
-    if stats is None and covariance is None and not required:
-        return {site.name: site.units() for site in sites}
-    widths = {site.name: site.width for site in sites}
-    checked = check_statistics(stats, widths, covariance)
-    return {site.name: site.units(checked[site.name]) for site in sites}
 
 
 def apply_plan(
@@ -186,72 +186,14 @@ def apply_plan(
         StatisticsError: before anything is modified, for ``"ls"`` without a finite
             covariance of every site.
     """
-    sites = find_mlp_sites(model)
+    heads = any(entry.kind == "attention" for entry in plan.sites.values())
+    sites, others = model_sites(model, heads)
     check_plan(plan, {site.name: site.width for site in sites})
     mode = compensation(compensate, default=plan.config.compensate)
     config = dataclasses.replace(plan.config, compensate=mode)
-    _apply(model, sites, plan, mode, _units(sites, stats, _covariance_need(config, "compensate")))
-    return {site.name: site.width for site in sites}
-
-
-def _apply(
-    model: nn.Module,
-    sites: list[MLPSite],
-    plan: PruningPlan,
-    mode: str,
-    units: Mapping[str, SiteUnits],
-    lost: dict[str, dict[str, float]] | None = None,
-) -> None:
-    """The surgery of a checked plan. Every site's correction is computed first, so a
-    compensation that fails leaves the model as it was; then fc2s are corrected and the
-    sites shrunk. Fills ``lost`` (the report's diagnostics: the share of each fc2's
-    output variance lost with the mean fold and with ``mode``'s weight change) when
-    given and the statistics hold covariances."""
-    compensate = COMPENSATIONS[mode].function
-    corrections: dict[str, tuple[Removal, Correction]] = {}
-    with torch.no_grad():
-        for site in _progress(f"compensating ({mode})", len(sites))(sites):
-            entry = plan.sites[site.name]
-            if len(entry.keep) == entry.width:
-                continue
-            removal = Removal(
-                torch.tensor(entry.keep, dtype=torch.int64),
-                torch.tensor(entry.pruned, dtype=torch.int64),
-                torch.tensor(entry.fold_mean, dtype=torch.float64),
-            )
-            correction = compensate(units[site.name], removal)
-            corrections[site.name] = (removal, correction)
-            if lost is not None:
-                _diagnose(units[site.name], removal, mode, correction, lost)
-        for site in sites:
-            if site.name in corrections:
-                removal, correction = corrections[site.name]
-                site.correct(correction, removal.keep)
-                site.shrink(removal.keep)
-    if model_backend(model) == "transformers":
-        # the config describes the pruned model (save_pretrained writes it; the pruned
-        # class of vbprune.hf_remote rebuilds the model from it)
-        model.config.mlp_widths, model.config.mlp_layout = mlp_records(model)
-
-
-def _diagnose(
-    units: SiteUnits,
-    removal: Removal,
-    mode: str,
-    correction: Correction,
-    lost: dict[str, dict[str, float]],
-) -> None:
-    """``lost[site]``: the share of fc2's output variance the removal loses with the mean
-    fold, and with ``mode`` when it changes fc2's weights (needs the covariance)."""
-    if units.stats is None or units.stats.c2 is None:
-        return
-    w2, keep, pruned = units.fc2_weight, removal.keep, removal.pruned
-    cov = units.stats.cov.to(w2.device)
-    lost[units.name] = {"mean": round(lost_output_variance(w2, keep, pruned, cov), 6)}
-    if correction.weight is not None:
-        lost[units.name][mode] = round(
-            lost_output_variance(w2, keep, pruned, cov, correction.weight), 6
-        )
+    need = covariance_need(config, "compensate")
+    apply_checked(model, sites, plan, mode, site_units(sites, stats, need, others=others))
+    return {site.name: site.width for site in sites if site.kind == "mlp"}
 
 
 def prune_model(
@@ -267,8 +209,10 @@ def prune_model(
     *,
     config: PruningConfig | None = None,
     diagnose: bool = False,
+    images: Tensor | Iterable[Any] | None = None,
 ) -> PruningResult:
-    """Variance-based pruning of every MLP of ``model``, in place.
+    """Variance-based pruning of every MLP of ``model`` (and, with ``heads=True``, of its
+    attention heads), in place.
 
     Removes the lowest-variance hidden neurons (see :func:`vbprune.select_neurons`) and,
     with ``compensate``, folds their mean activations into the next layer's bias, so a
@@ -277,47 +221,67 @@ def prune_model(
     Options come either as one ``config`` (``prune_model(model, stats,
     config=PruningConfig(ratio=0.5))``) or as keywords (``prune_model(model, stats,
     ratio=0.5)``); options left unset take the :class:`~vbprune.PruningConfig` defaults.
+    A budget (``PruningConfig(target_macs=0.3, heads=True, compensate="ls")``) removes
+    the units of least score per MAC (or parameter) saved until the model fits it.
 
     Args:
         model: A supported timm or transformers model.
-        stats: Calibration statistics of this model (:class:`~vbprune.ActivationStats`).
+        stats: Calibration statistics of this model (:class:`~vbprune.ActivationStats`;
+            with heads, from ``VarianceCalibrator(model, heads=True)``).
         ratio: Fraction of MLP hidden neurons to remove, in [0, 1).
         scope: ``"global"`` (the paper's ranking over all MLPs, default) or ``"layer"``.
         compensate: ``"mean"``: fold removed means into fc2's bias (mean-shift
             compensation; default); ``"ls"``: least squares from the kept neurons (needs
             statistics with covariance); ``"none"``: drop them (ablation).
-        min_keep: No MLP keeps fewer neurons than this (default 1).
+        min_keep: No MLP keeps fewer neurons than this (default 1); every attention
+            keeps at least one head.
         round_to: Kept widths are multiples of this (hardware-friendly), total kept as
-            close as possible to the target (default 1).
-        criterion: ``"variance"`` (the method, default), the baselines ``"random"``
-            and ``"magnitude"`` (:func:`magnitude_scores`), or ``"obs"`` (the greedy
+            close as possible to the target (default 1; with a budget, widths round down).
+        criterion: ``"variance"`` (the method, default for a ratio), ``"fluctuation"``
+            (default with heads or a budget), the baselines ``"random"`` and
+            ``"magnitude"`` (:func:`magnitude_scores`), or ``"obs"`` (the greedy
             least-squares error, :func:`obs_scores`; needs statistics with covariance).
         seed: Seed of the ``"random"`` criterion (default 0).
-        config: All options at once, instead of the keywords above.
+        config: All options at once, instead of the keywords above (budgets and heads
+            only this way).
         diagnose: With covariance statistics, measure per MLP the share of fc2's output
             variance the removal loses (``PruningResult.lost_variance``); costs about
             ``out * H^2`` multiply-adds per MLP (DeiT-B: 87 G, seconds on a CPU).
+        images: With heads and no ``head_weight``: calibration images (a tensor, or
+            batches) on which each weight of heads against neurons is tried, keeping the
+            plan whose logits are closest (KL) to the dense model's; MLP-only pruning to
+            the same budget is among the candidates, so the result is never further from
+            the dense model there. Without images the default weight is used.
 
     Returns:
-        A :class:`PruningResult` with the plan and the widths before and after.
+        A :class:`PruningResult` with the plan and the widths (and heads) before and after.
 
     Raises:
         ConfigError: (a ``ValueError``) before anything is modified, for a ratio outside
-            [0, 1), an unknown scope or criterion, or options given twice.
+            [0, 1), a budget outside (0, 1] or out of reach (the message names the
+            reachable minimum), an unknown scope or criterion, or options given twice.
         StatisticsError: statistics missing a site or of the wrong width.
-        UnsupportedModelError: a model vbprune cannot prune.
+        UnsupportedModelError: a model vbprune cannot prune (or, with heads, whose
+            attention cannot lose heads).
     """
     config = resolve_config(
         config, ratio=ratio, scope=scope, compensate=compensate, min_keep=min_keep,
         round_to=round_to, criterion=criterion, seed=seed,
     )  # fmt: skip
-    sites = find_mlp_sites(model)
-    units = _units(sites, stats, _covariance_need(config), required=True)  # before any work
-    scores = score_units(units, config, _progress(f"scoring ({config.criterion})", len(units)))
-    plan = plan_from_scores(units, scores, config)
-    original = {site.name: site.width for site in sites}
+    sites, others = model_sites(model, config.heads)
+    units = site_units(sites, stats, covariance_need(config), required=True, others=others)
+    scores = score_units(units, config, progress(f"scoring ({config.criterion})", len(units)))
+    original = {site.name: site.width for site in sites if site.kind == "mlp"}
+    original_heads = {site.name: site.num_heads for site in sites if site.kind == "attention"}
+    if config.ratio is not None and not config.heads:
+        plan = plan_from_scores(units, scores, config)
+    else:
+        plan = budget_plan(model, sites, units, scores, config, images)
     approximate = [site.name for site in sites if not site.exact]
     lost: dict[str, dict[str, float]] = {}
-    _apply(model, sites, plan, config.compensate, units, lost if diagnose else None)
-    widths = {site.name: site.width for site in sites}
-    return PruningResult(plan, original, widths, approximate, lost)
+    apply_checked(model, sites, plan, config.compensate, units, lost if diagnose else None)
+    if plan.budget:
+        record_achieved(model, plan.budget)
+    widths = {site.name: site.width for site in sites if site.kind == "mlp"}
+    heads = {site.name: site.num_heads for site in sites if site.kind == "attention"}
+    return PruningResult(plan, original, widths, approximate, lost, original_heads, heads)

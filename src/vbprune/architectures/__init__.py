@@ -16,9 +16,16 @@ from torch import nn
 
 from ..core.errors import UnsupportedModelError
 from .backend import Backend, model_backend
-from .finder import find_sites, unsupported_error
-from .layouts import LAYOUTS, MLPLayout, all_class_names
-from .site import MLPSite
+from .finder import find_attention_sites_and_problems, find_sites, unsupported_error
+from .layouts import (
+    ATTENTION_LAYOUTS,
+    LAYOUTS,
+    AttentionLayout,
+    MLPLayout,
+    all_attention_class_names,
+    all_class_names,
+)
+from .site import AttentionSite, MLPSite
 
 SUPPORTED_FAMILIES = (
     "any timm or transformers model whose MLPs are built from these classes: "
@@ -48,18 +55,61 @@ def find_mlp_sites(model: nn.Module) -> list[MLPSite]:
     return sites
 
 
+def find_attention_sites(model: nn.Module) -> list[AttentionSite]:
+    """Find every attention module of a timm or transformers model whose heads can be
+    pruned.
+
+    Args:
+        model: A model whose attention modules have rows in the attention table
+            (:data:`vbprune.architectures.layouts.ATTENTION_LAYOUTS`).
+
+    Returns:
+        The attention sites in module order, each with ``.name`` (the module path, e.g.
+        ``blocks.3.attn``), ``.num_heads`` and ``.head_dim``.
+
+    Raises:
+        UnsupportedModelError: (a ``ValueError``) naming an attention module that cannot
+            lose heads and why (talking heads, K/V heads shared by several queries, a
+            fused ``nn.MultiheadAttention``, a forward that needs every head, no row), or
+            saying that the model has no attention at all.
+    """
+    sites, problems = find_attention_sites_and_problems(model)
+    kind = type(model).__name__
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UnsupportedModelError(
+            f"vbprune cannot prune the heads of {kind}: {problems[0]}{more}"
+        )
+    if not sites:
+        raise UnsupportedModelError(
+            f"vbprune cannot prune the heads of {kind}: no attention module of a known "
+            f"layout found. Supported attention classes: {', '.join(all_attention_class_names())}"
+        )
+    return sites
+
+
+def attention_heads(model: nn.Module) -> dict[str, int]:
+    """The head count of every prunable attention module of ``model``, by site name."""
+    return {site.name: site.num_heads for site in find_attention_sites(model)}
+
+
 def mlp_widths(model: nn.Module) -> dict[str, int]:
     """The hidden width of every MLP of ``model``, by site name, in forward order."""
     return {site.name: site.width for site in find_mlp_sites(model)}
 
 
 __all__ = [
+    "ATTENTION_LAYOUTS",
     "LAYOUTS",
     "SUPPORTED_FAMILIES",
+    "AttentionLayout",
+    "AttentionSite",
     "Backend",
     "MLPLayout",
     "MLPSite",
     "UnsupportedModelError",
+    "attention_heads",
+    "find_attention_sites",
     "find_mlp_sites",
     "mlp_widths",
     "model_backend",

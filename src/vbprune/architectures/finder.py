@@ -12,20 +12,24 @@ from __future__ import annotations
 import difflib
 import re
 
+import torch
 from torch import nn
 
 from ..core import surgery
 from ..core.errors import UnsupportedModelError
 from .layouts import (
     IGNORED,
+    IGNORED_ATTENTION,
     IGNORED_ATTRIBUTES,
     UNPRUNABLE,
     UNPRUNABLE_CHANNELS,
+    AttentionLayout,
     MLPLayout,
     all_class_names,
+    attention_rows_for,
     rows_for,
 )
-from .site import MLPSite
+from .site import AttentionSite, MLPSite
 
 _LOOKS_LIKE_MLP = re.compile(r"mlp|ffn|feedforward", re.IGNORECASE)
 _LIBRARIES = ("timm", "transformers")
@@ -184,3 +188,143 @@ def unsupported_error(model: nn.Module, problems: list[str]) -> UnsupportedModel
         f"vbprune cannot prune {kind}: no module of a known MLP layout found. Supported "
         f"MLP classes: {', '.join(all_class_names())}"
     )
+
+
+# --- attention ----------------------------------------------------------------------
+
+_LOOKS_LIKE_ATTENTION = re.compile(r"attention|attn", re.IGNORECASE)
+_CONTAINERS = re.compile(r"(block|layer|stage|encoder|head|pool\w*|model)$", re.IGNORECASE)
+_VALUE_NAMES = ("v_proj", "value", "v", "wv")
+
+
+def _attention_library(module: nn.Module) -> str | None:
+    top = type(module).__module__.split(".", 1)[0]
+    return top if top in (*_LIBRARIES, "torch") else None
+
+
+def _first_int(module: nn.Module, paths: tuple[str, ...]) -> tuple[str, int] | None:
+    for path in paths:
+        value = _get_value(module, path)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return path, value
+    return None
+
+
+def _get_value(module: nn.Module, path: str):
+    value = module
+    for part in path.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def _match_attention(row: AttentionLayout, module: nn.Module, name: str) -> AttentionSite | str:
+    """The attention site of ``module`` under ``row``, or why it does not fit."""
+    if row.refused:
+        return row.refused
+    proj = _get(module, row.proj)
+    if not isinstance(proj, nn.Linear):
+        return f"{row.proj} is {'missing' if proj is None else type(proj).__name__}, not a Linear"
+    width = int(proj.weight.shape[1])
+    heads = _first_int(module, row.heads)
+    if heads is None:
+        return f"no head count ({', '.join(row.heads)})"
+    num_heads = heads[1]
+    for attribute in ("num_kv_heads", "num_key_value_heads"):
+        kv_heads = getattr(module, attribute, None)
+        if isinstance(kv_heads, int) and kv_heads != num_heads:
+            return (f"{kv_heads} K/V heads are shared by {num_heads} query heads "
+                    "(grouped-query attention)")  # fmt: skip
+    head_dim = _get_value(module, row.head_dim) if row.head_dim else None
+    if not isinstance(head_dim, int):
+        head_dim = width // num_heads if num_heads and width % num_heads == 0 else None
+    if not head_dim or head_dim * num_heads != width:
+        return f"{row.proj} takes {width} channels, not {num_heads} heads of {head_dim}"
+    inputs, value = [], None
+    for path in row.inputs:
+        layer = _get(module, path)
+        if layer is None:
+            continue
+        if not isinstance(layer, nn.Linear) or layer.weight.shape[0] % width:
+            return f"{path} is not a Linear with a multiple of {width} outputs"
+        inputs.append(path)
+        blocks = layer.weight.shape[0] // width
+        if path.rsplit(".", 1)[-1] in _VALUE_NAMES:
+            value = layer.weight
+        elif blocks > 1:  # fused qkv, packed kv: the value block is the last
+            value = layer.weight[(blocks - 1) * width :]
+    if not inputs:
+        return f"none of {', '.join(row.inputs)} found"
+    head_params = []
+    for path, dim in row.head_params:
+        table = _get_value(module, path)
+        if table is None:
+            continue
+        if not isinstance(table, torch.Tensor) or table.shape[dim] != num_heads:
+            return f"{path} is not indexed by the {num_heads} heads along dimension {dim}"
+        head_params.append([path, dim])
+    channel_params = [p for p in row.channel_params if _get_value(module, p) is not None]
+    channel_modules = [
+        p for p in row.channel_modules
+        if _get(module, p) is not None and not isinstance(_get(module, p), nn.Identity)
+    ]  # fmt: skip
+    spec = {
+        "inputs": inputs, "proj": row.proj, "head_dim": head_dim, "head_params": head_params,
+        "channel_params": channel_params, "channel_modules": channel_modules,
+        "heads": [p for p in row.heads if _get_value(module, p) is not None],
+        "channels": [p for p in row.channels if _get_value(module, p) is not None],
+    }  # fmt: skip
+    return AttentionSite(name, module, proj, head_dim, spec,
+                         f"{row.library}/{type(module).__name__}", value,
+                         exact=not channel_modules)  # fmt: skip
+
+
+def _looks_like_attention(module: nn.Module, kind: str) -> bool:
+    if not _LOOKS_LIKE_ATTENTION.search(kind) or _CONTAINERS.search(kind):
+        return False
+    own = any(True for _ in module.parameters(recurse=False))
+    return own or any(
+        isinstance(child, (nn.Linear, nn.modules.conv._ConvNd)) for child in module.children()
+    )
+
+
+def find_attention_sites_and_problems(model: nn.Module) -> tuple[list[AttentionSite], list[str]]:
+    """All attention sites of ``model`` in module order, and the attention modules that
+    cannot lose heads, each with the reason."""
+    sites: list[AttentionSite] = []
+    problems: list[str] = []
+    skipped = None
+    for name, module in model.named_modules():
+        if skipped is not None and name.startswith(skipped):
+            continue
+        kind = type(module).__name__
+        if kind in IGNORED_ATTENTION or kind in IGNORED or kind.endswith("ClassifierHead"):
+            skipped = name + "."
+            continue
+        library = _attention_library(module)
+        if library is None:
+            continue
+        rows = attention_rows_for(library, kind, type(module).__module__)
+        reasons = []
+        for row in rows:
+            if row.when and _get_value(module, row.when) is None:
+                continue  # refused only where that part is present
+            site = _match_attention(row, module, name)
+            if isinstance(site, AttentionSite):
+                sites.append(site)
+                skipped = name + "."
+                break
+            reasons.append(site)
+        else:
+            where = name or "the model"
+            if reasons:
+                problems.append(f"{where} ({library} {kind}): {'; '.join(reasons)}")
+                skipped = name + "."
+            elif library != "torch" and name and _looks_like_attention(module, kind):
+                problems.append(
+                    f"{where} is a {library} {kind}, which has no row in the table of "
+                    "attention layouts"
+                )
+                skipped = name + "."
+    return sites, problems

@@ -194,3 +194,177 @@ def rows_for(library: str, class_name: str) -> list[MLPLayout]:
 def all_class_names() -> list[str]:
     """Every class name with a row, for "closest rows" hints."""
     return sorted({name for row in LAYOUTS for name in row.classes})
+
+
+# --- attention ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """One row of the attention table: how an attention module class is laid out.
+
+    A head is ``head_dim`` consecutive channels of the output projection's input (what
+    calibration records), produced by the same rows of every input projection.
+
+    Attributes:
+        library: ``"timm"`` or ``"transformers"``.
+        classes: Class names this row applies to.
+        inputs: Paths of the layers producing the heads' channels: one fused ``qkv``
+            (three blocks of ``heads * head_dim`` rows), separate ``q``/``k``/``v``, a
+            packed ``kv`` (two blocks), a gate (one block).
+        proj: Path of the output projection (its input columns are the heads' channels).
+        heads: Attribute paths holding the head count, updated by the surgery.
+        channels: Attribute paths holding ``heads * head_dim``, updated too.
+        head_dim: Attribute path holding the head size (kept unchanged), or ``None``:
+            then ``proj``'s input width over the head count.
+        head_params: ``(path, dim)`` of parameters indexed by head along ``dim``
+            (relative-position tables, per-head logit scales, the last layer of a
+            position-bias MLP).
+        channel_params: Paths of 1-D parameters or buffers over the channels (``q_bias``,
+            ``v_bias``, ``k_bias``; one or more blocks of ``heads * head_dim``).
+        channel_modules: Per-channel modules over the heads' output (a LayerNorm before
+            ``proj``: it couples the heads, so the fold there is approximate).
+        module: The Python module of the classes (``timm.layers.attention``) when other
+            designs share the class name (``Attention``); empty: any.
+        note: What the row covers.
+        refused: Why modules of this row cannot lose heads (the row only explains).
+        when: A refused row applies only where this path is present (not ``None``).
+    """
+
+    library: str
+    classes: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
+    proj: str = ""
+    heads: tuple[str, ...] = ("num_heads",)
+    channels: tuple[str, ...] = ()
+    head_dim: str | None = "head_dim"
+    head_params: tuple[tuple[str, int], ...] = ()
+    channel_params: tuple[str, ...] = ()
+    channel_modules: tuple[str, ...] = ()
+    module: str = ""
+    note: str = ""
+    refused: str = ""
+    when: str = ""
+
+    @property
+    def key(self) -> str:
+        """A short name of the row: ``timm/Attention``."""
+        return f"{self.library}/{self.classes[0]}"
+
+
+_RESHAPES_TO_INPUT = (
+    "its forward reshapes the heads' output to the input width, so it cannot run with fewer heads"
+)
+_HF_QKVO = ("q_proj", "k_proj", "v_proj")
+_HF_HEADS = ("num_attention_heads", "num_heads")
+_HF_SELF = ("self.query", "self.key", "self.value")
+_HF_SELF_ATTRS = dict(
+    heads=("self.num_attention_heads",),
+    channels=("self.all_head_size",),
+    head_dim="self.attention_head_size",
+)
+_SHARED_BIAS = (
+    "one relative-position table is shared by every layer "
+    "(use_shared_relative_position_bias): a layer cannot lose heads on its own"
+)
+
+ATTENTION_LAYOUTS: tuple[AttentionLayout, ...] = (
+    # --- timm ---------------------------------------------------------------------
+    AttentionLayout(_T, ("Attention",), ("qkv", "gate"), "proj", channels=("attn_dim",),
+                    channel_modules=("norm",), module="timm.layers.attention",
+                    note="timm's shared attention (ViT, DeiT, DeiT-III, DINOv2, AIMv2, "
+                         "ViTamin, ...): fused qkv, optional gate and scale norm"),
+    AttentionLayout(_T, ("AttentionRope",), ("qkv", "q_proj", "k_proj", "v_proj", "gate"),
+                    "proj", heads=("num_heads", "num_kv_heads"), channels=("attn_dim", "kv_dim"),
+                    channel_modules=("norm",), module="timm.layers.attention",
+                    note="timm's rotary attention (Perception Encoder, rope ViTs, Qwen3-ViT, "
+                         "DeepSeek-ViT, Sapiens2), one K/V head per query head"),
+    AttentionLayout(_T, ("WindowAttention",), ("qkv",), "proj", head_dim=None,
+                    head_params=(("relative_position_bias_table", 1),),
+                    module="timm.models.swin_transformer",
+                    note="Swin window attention (relative-position table sliced per head)"),
+    AttentionLayout(_T, ("WindowAttention",), module="timm.models.swin_transformer_v2",
+                    note="Swin V2 window attention", refused=_RESHAPES_TO_INPUT),
+    AttentionLayout(_T, ("Attention",), module="timm.models.beit", note="BEiT attention",
+                    refused=_RESHAPES_TO_INPUT),
+    AttentionLayout(_T, ("EvaAttention",), module="timm.models.eva",
+                    note="EVA / EVA02 attention", refused=_RESHAPES_TO_INPUT),
+    AttentionLayout(_T, ("Attention",), module="timm.models.pvt_v2", note="PVTv2 attention",
+                    refused=_RESHAPES_TO_INPUT),
+    AttentionLayout(_T, ("Attention",), module="timm.models.fastvit",
+                    note="FastViT attention", refused=_RESHAPES_TO_INPUT),
+    AttentionLayout(_T, ("TalkingHeadAttn",), module="timm.models.cait",
+                    note="CaiT talking-heads attention",
+                    refused="talking heads mix the heads' attention maps before and after "
+                            "the softmax, so a head is not separable"),
+    # --- transformers ---------------------------------------------------------------
+    AttentionLayout(_HF, ("ViTAttention", "DeiTAttention", "Dinov2Attention",
+                          "Dinov2WithRegistersAttention", "ViTMSNAttention", "IJepaAttention",
+                          "ViTMAEAttention"),
+                    _HF_QKVO, "o_proj", heads=_HF_HEADS,
+                    note="transformers' q/k/v/o attention (ViT, DeiT, DINOv2, I-JEPA, ...)"),
+    AttentionLayout(_HF, ("CLIPAttention", "SiglipAttention", "Siglip2Attention",
+                          "MetaClip2Attention"),
+                    _HF_QKVO, "out_proj", heads=_HF_HEADS,
+                    note="the CLIP and SigLIP vision towers' attention"),
+    AttentionLayout(_HF, ("SwinAttention",), _HF_QKVO, "o_proj", heads=_HF_HEADS,
+                    head_params=(("relative_position_bias.relative_position_bias_table", 1),),
+                    note="transformers' Swin attention (relative-position table sliced per "
+                         "head)"),
+    AttentionLayout(_HF, ("DonutSwinAttention",), _HF_SELF, "output.dense", **_HF_SELF_ATTRS,
+                    head_params=(("self.relative_position_bias_table", 1),),
+                    note="Donut's Swin attention (relative-position table sliced per head)"),
+    AttentionLayout(_HF, ("Swinv2Attention",), _HF_SELF, "output.dense", **_HF_SELF_ATTRS,
+                    head_params=(("self.logit_scale", 0),
+                                 ("self.continuous_position_bias_mlp.2.weight", 0)),
+                    note="transformers' Swin V2 attention (per-head logit scale and rows of "
+                         "the position-bias MLP's last layer)"),
+    AttentionLayout(_HF, ("BeitLayer",), tuple(f"attention.{p}" for p in _HF_QKVO),
+                    "attention.o_proj", heads=("attention.num_attention_heads",),
+                    head_dim="attention.head_dim",
+                    head_params=(("relative_position_bias.relative_position_bias_table", 1),),
+                    note="transformers' BEiT layer: its attention and its own "
+                         "relative-position table, sliced per head"),
+    AttentionLayout(_HF, ("Data2VecVisionAttention",),
+                    ("attention.query", "attention.key", "attention.value"), "output.dense",
+                    heads=("attention.num_attention_heads",),
+                    channels=("attention.all_head_size",),
+                    head_dim="attention.attention_head_size",
+                    head_params=(("attention.relative_position_bias."
+                                  "relative_position_bias_table", 1),),
+                    note="transformers' Data2Vec-Vision attention (its own relative-position "
+                         "table sliced per head)"),
+    AttentionLayout(_HF, ("BeitEncoder", "Data2VecVisionEncoder"), module="",
+                    when="relative_position_bias", refused=_SHARED_BIAS,
+                    note="an encoder sharing one relative-position bias between layers"),
+    AttentionLayout("torch", ("MultiheadAttention",),
+                    note="torch's fused nn.MultiheadAttention",
+                    refused="torch's fused nn.MultiheadAttention keeps every head in one "
+                            "in_proj weight and a fixed num_heads"),
+)  # fmt: skip
+
+
+def attention_rows_for(library: str, class_name: str, module: str) -> list[AttentionLayout]:
+    """The attention rows of ``library`` naming ``class_name`` of Python ``module``."""
+    return [
+        row
+        for row in ATTENTION_LAYOUTS
+        if row.library == library
+        and class_name in row.classes
+        and (not row.module or row.module == module)
+    ]
+
+
+# Attention modules deliberately left alone: pooling heads (their output is the pre-logits).
+IGNORED_ATTENTION: dict[str, str] = {
+    "AttentionPoolLatent": "attention-pooling head (timm ViT global_pool='map')",
+    "AttentionPool2d": "attention-pooling head",
+    "RotAttentionPool2d": "attention-pooling head",
+    "SiglipMultiheadAttentionPoolingHead": "SigLIP's attention-pooling head",
+    "Siglip2MultiheadAttentionPoolingHead": "SigLIP 2's attention-pooling head",
+}
+
+
+def all_attention_class_names() -> list[str]:
+    """Every attention class name with a row that can lose heads."""
+    return sorted({name for row in ATTENTION_LAYOUTS if not row.refused for name in row.classes})

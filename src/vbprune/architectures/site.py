@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..core import surgery
@@ -52,6 +53,9 @@ class MLPSite:
     layout: str = ""
     paths: Mapping[str, Any] = field(default_factory=dict)
     fc2_norm: nn.Module | None = None
+
+    kind = "mlp"
+    unit_size = 1  # one channel per unit: a neuron
 
     @property
     def width(self) -> int:
@@ -102,3 +106,85 @@ class MLPSite:
         surgery.shrink_mlp(inputs, self.fc2, keep, self._channel_modules(), self.packed)
         if self.module is not None and hasattr(self.module, "hidden_features"):
             self.module.hidden_features = self.width  # timm's Mlp records its width
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionSite:
+    """One attention module whose heads can be pruned.
+
+    A head is ``head_dim`` consecutive channels of the output projection's input (the
+    concatenated heads' outputs): calibration records that input, a compensation
+    corrects the projection like an MLP's fc2, and the surgery removes the head's rows
+    from every input projection (q, k, v or a fused qkv), its columns from the output
+    projection and its entries from per-head tables.
+
+    Attributes:
+        name: Module path of the attention module (``blocks.3.attn``).
+        module: The module at ``name``.
+        proj: The output projection (its input columns are the heads' channels).
+        head_dim: Channels per head (kept: the softmax scale and fused attention are
+            unchanged).
+        spec: The paths, relative to ``module``, of every part the surgery touches
+            (:func:`vbprune.core.surgery.shrink_attention`), JSON-serialisable: what a
+            checkpoint records to resize a fresh model.
+        layout: The table row that matched (``"timm/Attention"``).
+        value: The rows producing the heads' channels as the output projection sees
+            them (the value rows; a criterion reads their norms).
+        exact: False when a norm over all heads' channels stands before the output
+            projection (a scale norm): removing a head then changes the others.
+    """
+
+    name: str
+    module: nn.Module
+    proj: nn.Module
+    head_dim: int
+    spec: Mapping[str, Any]
+    layout: str = ""
+    value: Tensor | None = None
+    exact: bool = True
+    kind: str = "attention"
+    is_conv: bool = False
+
+    @property
+    def fc2(self) -> nn.Module:
+        """The layer whose input channels are pruned (calibration hooks it)."""
+        return self.proj
+
+    @property
+    def width(self) -> int:
+        """Current number of channels at the output projection's input."""
+        return int(self.proj.weight.shape[1])
+
+    @property
+    def num_heads(self) -> int:
+        """Current number of heads."""
+        return self.width // self.head_dim
+
+    @property
+    def unit_size(self) -> int:
+        """Channels per unit: ``head_dim``."""
+        return self.head_dim
+
+    def units(self, stats: NeuronStats | None = None) -> SiteUnits:
+        """What a criterion or compensation sees: one unit per head (``head_dim``
+        channels), the projection's weight, and the value rows feeding the channels."""
+        rows = () if self.value is None else (self.value.detach().flatten(1),)
+        return SiteUnits(self.name, stats, self.proj.weight.detach().flatten(1), rows,
+                         unit_size=self.head_dim)  # fmt: skip
+
+    def correct(self, correction: Correction, keep: Tensor) -> None:
+        """Add a compensation's correction to the output projection (before
+        :meth:`shrink`): to the kept channels' columns and to its bias."""
+        if correction.weight is not None:
+            surgery.add_to_inputs(self.proj, keep, correction.weight)
+        if correction.bias is not None:
+            surgery.shift_output(self.proj, correction.bias)
+
+    def shrink(self, keep: Tensor) -> None:
+        """Keep only the channels ``keep`` (whole heads, sorted), in place."""
+        heads = keep.reshape(-1, self.head_dim)[:, 0] // self.head_dim
+        surgery.shrink_attention(self.module, self.spec, heads)
+
+    def shrink_heads(self, count: int) -> None:
+        """Keep the first ``count`` heads (the shapes a checkpoint records)."""
+        surgery.shrink_attention(self.module, self.spec, torch.arange(count))

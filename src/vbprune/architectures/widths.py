@@ -10,7 +10,9 @@ from torch import nn
 
 from ..core.errors import CheckpointError
 from ..core.surgery import ensure_bias
-from . import find_mlp_sites
+from . import find_attention_sites, find_mlp_sites
+from .finder import find_attention_sites_and_problems
+from .site import AttentionSite
 
 
 def mlp_records(model: nn.Module) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
@@ -21,6 +23,59 @@ def mlp_records(model: nn.Module) -> tuple[dict[str, int], dict[str, dict[str, A
     widths = {site.name: site.width for site in sites}
     layout = {site.name: {**site.paths, "fc2_bias": site.fc2.bias is not None} for site in sites}
     return widths, layout
+
+
+def attention_records(
+    model: nn.Module, sites: list | None = None
+) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """``attention_heads`` (``{site: heads}``) and ``attention_layout`` (each site's
+    paths from :class:`~vbprune.architectures.AttentionSite`'s ``spec``, and whether its
+    projection has a bias) of every prunable attention module, as a transformers config
+    of a model with pruned heads records them. ``sites``: the sites to look at (default:
+    every attention site found)."""
+    if sites is None:
+        sites = find_attention_sites_and_problems(model)[0]
+    heads, layout = {}, {}
+    for site in sites:
+        if isinstance(site, AttentionSite):
+            heads[site.name] = site.num_heads
+            layout[site.name] = {**site.spec, "proj_bias": site.proj.bias is not None}
+    return heads, layout
+
+
+def apply_heads(
+    model: nn.Module,
+    heads: Mapping[str, int],
+    proj_bias: Mapping[str, bool] | None = None,
+    where: str = "model",
+) -> None:
+    """Give the attention modules of a freshly built model the recorded head counts
+    (the first heads are kept: only shapes change, the weights load next), and an
+    output-projection bias where the fold made one.
+
+    Raises:
+        CheckpointError: for heads of attention modules the model does not have, or
+            head counts out of range.
+    """
+    if not heads:
+        return
+    sites = {site.name: site for site in find_attention_sites(model)}
+    unknown = sorted(set(heads) - set(sites))
+    if unknown:
+        raise CheckpointError(
+            f"{where}: recorded heads are for attention modules {unknown[:3]} that this "
+            "architecture does not have"
+        )
+    for name, count in heads.items():
+        site = sites[name]
+        if not 1 <= count <= site.num_heads:
+            raise CheckpointError(
+                f"{where}: {count} heads of {name} is outside [1, {site.num_heads}]"
+            )
+        with torch.no_grad():
+            site.shrink_heads(count)
+            if (proj_bias or {}).get(name):
+                ensure_bias(site.proj)
 
 
 def apply_widths(

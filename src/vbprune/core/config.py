@@ -19,12 +19,22 @@ from .criteria import CRITERIA
 from .errors import ConfigError, OptionTypeError
 
 SCOPES = ("global", "layer")
+BUDGETS = ("ratio", "target_macs", "target_params")
+# Defaults measured on the digits ViT (docs/benchmarks.md, "Heads and budgets"): the
+# paper's criterion for a ratio of MLP neurons; with heads or a budget the one that
+# measured best there, and the weight of heads against neurons tried first.
+RATIO_CRITERION = "variance"
+BUDGET_CRITERION = "fluctuation"  # with compensate="mean" or "none"
+BUDGET_LS_CRITERION = "obs"  # with compensate="ls": the covariance is there
+HEAD_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_HEAD_WEIGHT = 1.0
 _COMPENSATION_ALIASES = {True: "mean", False: "none"}  # vbprune 0.1/0.2 wrote booleans
 
 
 @dataclass(frozen=True)
 class PruningConfig:
-    """How to prune: which share of MLP neurons to remove, ranked how, compensated how.
+    """How to prune: which share of MLP neurons (or of MACs, of parameters) to remove,
+    whether attention heads too, ranked how, compensated how.
 
     Frozen (hashable, safe to share between plans and results): derive variants with
     ``dataclasses.replace(config, ratio=0.3)``.
@@ -40,7 +50,13 @@ class PruningConfig:
         OptionTypeError: (a ``TypeError``) for a field of the wrong type.
     """
 
-    ratio: float = field(metadata={"help": "fraction of MLP hidden neurons removed, in [0, 1)"})
+    ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "fraction of MLP hidden neurons removed, in [0, 1) (with heads: "
+            "the MACs that removes, taken from neurons and heads together)"
+        },
+    )
     scope: str = field(
         default="global",
         metadata={"help": "rank neurons over all MLPs together (global, the paper) or per MLP"},
@@ -49,9 +65,14 @@ class PruningConfig:
     round_to: int = field(
         default=1, metadata={"help": "kept widths are multiples of N (total kept near target)"}
     )
-    criterion: str = field(
-        default="variance",
-        metadata={"help": "what ranks neurons (lowest removed first): " + CRITERIA.help()},
+    criterion: str | None = field(
+        default=None,
+        metadata={
+            "help": "what ranks neurons and heads (lowest removed first): "
+            + CRITERIA.help()
+            + f"; default: {RATIO_CRITERION} for a ratio of MLP "
+            f"neurons, {BUDGET_CRITERION} with heads or a budget"
+        },
     )
     seed: int = field(default=0, metadata={"help": "seed of the random criterion"})
     compensate: str = field(
@@ -62,15 +83,64 @@ class PruningConfig:
             + "; True/False mean mean/none"
         },
     )
+    target_macs: float | None = field(
+        default=None,
+        metadata={"help": "share of the dense model's MACs kept, in (0, 1] (instead of a ratio)"},
+    )
+    target_params: float | None = field(
+        default=None,
+        metadata={
+            "help": "share of the dense model's parameters kept, in (0, 1] (instead of a ratio)"
+        },
+    )
+    heads: bool = field(
+        default=False,
+        metadata={"help": "also prune attention heads, ranked with the MLP neurons"},
+    )
+    head_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "weight of a head's score against a neuron's (default: the one of "
+            f"{', '.join(f'{w:g}' for w in HEAD_WEIGHTS)} whose plan keeps the "
+            "calibration logits closest to the dense model's, KL, given images; "
+            f"else {DEFAULT_HEAD_WEIGHT:g})"
+        },
+    )
 
     def __post_init__(self) -> None:
-        ratio = self.ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, Real):
-            raise OptionTypeError(f"ratio must be a number in [0, 1), got {ratio!r}")
-        if not (0.0 <= float(ratio) < 1.0):  # also refuses NaN
-            raise ConfigError(f"ratio must be in [0, 1), got {ratio!r}")
+        given = [name for name in BUDGETS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                "give exactly one of ratio, target_macs, target_params"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        for name in BUDGETS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            allowed = "[0, 1)" if name == "ratio" else "(0, 1]"
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise OptionTypeError(f"{name} must be a number in {allowed}, got {value!r}")
+            inside = 0.0 <= value < 1.0 if name == "ratio" else 0.0 < value <= 1.0
+            if not inside:  # also refuses NaN
+                raise ConfigError(f"{name} must be in {allowed}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.heads, bool):
+            raise OptionTypeError(f"heads must be True or False, got {self.heads!r}")
+        weight = self.head_weight
+        if weight is not None:
+            if isinstance(weight, bool) or not isinstance(weight, Real):
+                raise OptionTypeError(f"head_weight must be a positive number, got {weight!r}")
+            if not weight > 0:
+                raise ConfigError(f"head_weight must be positive, got {weight!r}")
+            object.__setattr__(self, "head_weight", float(weight))
         _check_choice("scope", self.scope, SCOPES)
-        CRITERIA[self.criterion]  # the lookup's ConfigError names the registered ones
+        if self.scope == "layer" and self.ratio is None:
+            raise ConfigError("scope layer removes a ratio per MLP: it takes ratio, not a budget")
+        if self.scope == "layer" and self.heads:
+            raise ConfigError("heads are ranked with the neurons of every MLP: use scope global")
+        if self.criterion is not None:
+            CRITERIA[self.criterion]  # the lookup's ConfigError names the registered ones
         for name in ("min_keep", "round_to"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
@@ -84,8 +154,10 @@ class PruningConfig:
                 f"got {compensate!r}"
             )
         compensate = compensation(compensate)
+        if self.criterion is None:  # the best measured default for what is asked
+            object.__setattr__(self, "criterion", default_criterion(self, compensate))
         # plain Python values, so that configs compare, hash and serialise alike
-        normal = {"ratio": float(ratio), "min_keep": int(self.min_keep),
+        normal = {"min_keep": int(self.min_keep),
                   "round_to": int(self.round_to), "seed": int(self.seed),
                   "compensate": compensate}  # fmt: skip
         for name, value in normal.items():
@@ -105,9 +177,27 @@ class PruningConfig:
                 return name
         return None
 
+    @property
+    def budget(self) -> tuple[str, float]:
+        """``("ratio", 0.5)``, ``("target_macs", 0.3)`` or ``("target_params", 0.4)``."""
+        name = next(name for name in BUDGETS if getattr(self, name) is not None)
+        return name, getattr(self, name)
+
+    def describe(self) -> str:
+        """``ratio 0.5`` / ``target_macs 0.3, heads``: what was asked, in a few words."""
+        name, value = self.budget
+        return f"{name} {value:g}" + (", heads" if self.heads else "")
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-serialisable dict (what checkpoints and reports record)."""
-        return asdict(self)
+        """The fields as a JSON-serialisable dict (what checkpoints and reports record).
+
+        Options of heads and budgets are left out while unused, so a plain ratio's config
+        reads the same as before they existed (and older vbprune versions read it)."""
+        data = asdict(self)
+        for name, unused in _UNUSED.items():
+            if data[name] == unused:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PruningConfig:
@@ -121,6 +211,20 @@ class PruningConfig:
                 stacklevel=2,
             )
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def default_criterion(config: PruningConfig, compensate: str) -> str:
+    """The criterion a config without one gets: the paper's variance for a ratio of MLP
+    neurons; with heads or a budget, what measured best on the digits ViT (OBS with
+    least squares, fluctuation otherwise; docs/benchmarks.md)."""
+    if config.ratio is not None and not config.heads:
+        return RATIO_CRITERION
+    return BUDGET_LS_CRITERION if compensate == "ls" else BUDGET_CRITERION
+
+
+# options added with heads and budgets (0.5), and their values when unused
+_UNUSED = {"ratio": None, "target_macs": None, "target_params": None, "heads": False,
+           "head_weight": None}  # fmt: skip
 
 
 def compensation(value: bool | str | None, default: str = "mean") -> str:
@@ -153,8 +257,10 @@ def resolve_config(config: PruningConfig | None = None, **options: Any) -> Pruni
     """
     given = {name: value for name, value in options.items() if value is not None}
     if config is None:
-        if "ratio" not in given:
-            raise ConfigError("give a ratio, or config=PruningConfig(ratio=...)")
+        if not any(name in given for name in BUDGETS):
+            raise ConfigError(
+                "give a ratio (or target_macs, target_params), or config=PruningConfig(...)"
+            )
         return PruningConfig(**given)
     if not isinstance(config, PruningConfig):
         raise OptionTypeError(f"config must be a PruningConfig, got {type(config).__name__}")

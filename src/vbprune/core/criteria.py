@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -77,11 +76,29 @@ def magnitude(units: SiteUnits) -> Tensor:
     compensation="ls",
 )
 def obs(units: SiteUnits) -> Tensor:
-    """Per channel, the error increase of the greedy least-squares removal order, in
-    fc2's output units (:func:`vbprune.core.least_squares.obs_removal_scores`)."""
-    from .least_squares import obs_removal_scores
+    """Per unit, the error increase of the greedy least-squares removal order, in fc2's
+    output units (:func:`vbprune.core.least_squares.obs_removal_scores`; a head: its
+    group of channels removed at once, :func:`~.least_squares.obs_group_scores`)."""
+    from .least_squares import obs_group_scores, obs_removal_scores
 
-    if units.unit_size != 1:
-        raise ConfigError("the obs criterion ranks single neurons, not groups of channels")
     cov = units.moments().cov.to(units.fc2_weight.device)
+    if units.unit_size != 1:  # a head: the greedy order of whole groups of channels
+        return obs_group_scores(units.fc2_weight.detach(), cov, units.unit_size)
     return obs_removal_scores(units.fc2_weight.detach(), cov)
+
+
+@CRITERIA.register(
+    "fluctuation",
+    label="fluctuation",
+    help="variance times the squared norm of the next layer's column (FLAP's fluctuation: "
+    "the output variance a unit carries)",
+    card="the units carrying the least output variance (FLAP's fluctuation: each "
+    "activation's variance times the squared norm of its column in the next layer)",
+    needs_weights=True,
+)
+def fluctuation(units: SiteUnits) -> Tensor:
+    """``var_j * ||W2[:, j]||^2`` summed over each unit's channels: the variance the unit
+    adds to the next layer's output if the channels were uncorrelated. Comparable between
+    MLP neurons and heads (both in the residual stream's units)."""
+    columns = units.fc2_weight.detach().double().square().sum(0)  # (C,)
+    return units.per_unit(units.moments().var.to(columns.device).double() * columns)

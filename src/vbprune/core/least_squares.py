@@ -157,3 +157,41 @@ def _damped_inverse(cov: Tensor, damping: float) -> Tensor:
     factor, info = torch.linalg.cholesky_ex(matrix)
     inv = torch.cholesky_inverse(factor) if int(info) == 0 else torch.linalg.inv(matrix)
     return (inv + inv.T) / 2  # symmetric to rounding, so the updates keep it so
+
+
+def obs_group_scores(w2: Tensor, cov: Tensor, size: int, damping: float = DAMPING) -> Tensor:
+    """:func:`obs_removal_scores` for units of ``size`` consecutive channels (heads).
+
+    Removing group ``g`` (channels ``G``) from the least-squares-compensated layer raises
+    the expected squared output error by ``tr(W'_G [S^-1]_GG^-1 W'_G^T)``, the group form
+    of OBS. The cheapest group goes first, then ``W'`` and ``S^-1`` are updated exactly
+    (a Schur complement), until one group is left.
+
+    Returns:
+        ``(C / size,)`` float64 scores, increasing along the greedy order (a running
+        maximum), the last group ``inf``.
+    """
+    width = cov.shape[0]
+    groups = width // size
+    cov = cov.double()
+    w = w2.double().flatten(1).clone()
+    inv = _damped_inverse(cov, damping)
+    live = list(range(groups))
+    scores = torch.full((groups,), float("inf"), dtype=torch.float64, device=cov.device)
+    last = -float("inf")
+    while len(live) > 1:
+        costs = []
+        for group in live:
+            index = slice(group * size, (group + 1) * size)
+            w_g = w[:, index]
+            costs.append(float(torch.einsum("oi,ij,oj->", w_g, torch.linalg.inv(inv[index, index]),
+                                            w_g)))  # fmt: skip
+        position = min(range(len(live)), key=costs.__getitem__)
+        group = live.pop(position)
+        last = max(costs[position], math.nextafter(last, math.inf))
+        scores[group] = last
+        index = slice(group * size, (group + 1) * size)
+        rows = torch.linalg.inv(inv[index, index]) @ inv[index]  # (size, C)
+        w.addmm_(w[:, index].clone(), rows, alpha=-1.0)
+        inv.addmm_(inv[:, index].clone(), rows, alpha=-1.0)
+    return scores

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .budget import floor_count, round_widths
 from .config import PruningConfig, resolve_config
 from .criteria import CRITERIA
 from .errors import ConfigError, OptionTypeError, PlanError
@@ -25,23 +26,34 @@ from .statistics import NeuronStats
 from .units import SiteUnits
 from .validation import check_statistics
 
-__all__ = ["PruningPlan", "SitePlan", "plan_pruning", "score_units", "select_neurons"]
+__all__ = [
+    "PruningPlan",
+    "SitePlan",
+    "plan_pruning",
+    "score_units",
+    "select_neurons",
+]
 
 
 @dataclass
 class SitePlan:
-    """What happens to one MLP.
+    """What happens to one site: an MLP, or an attention module (its heads).
 
     Attributes:
-        width: Hidden width before pruning.
-        keep: Indices of the kept neurons, ascending.
-        fold_mean: Mean activation of each removed neuron, in ascending index order
-            (the complement of ``keep``); folded into ``fc2``'s bias.
+        width: Channels before pruning (an MLP's hidden neurons; an attention's
+            ``heads * head_dim``).
+        keep: Indices of the kept channels, ascending (whole heads for an attention).
+        fold_mean: Mean activation of each removed channel, in ascending index order
+            (the complement of ``keep``); folded into ``fc2``'s (the projection's) bias.
+        unit_size: Channels per unit: 1 for an MLP neuron, ``head_dim`` for a head.
+        kind: ``"mlp"`` or ``"attention"``.
     """
 
     width: int
     keep: list[int]
     fold_mean: list[float]
+    unit_size: int = 1
+    kind: str = "mlp"
 
     @property
     def pruned(self) -> list[int]:
@@ -52,11 +64,14 @@ class SitePlan:
 
 @dataclass
 class PruningPlan:
-    """The outcome of selection for a whole model: the config and a :class:`SitePlan` per
-    site name (model order)."""
+    """The outcome of selection for a whole model: the config, a :class:`SitePlan` per
+    site name (model order) and, for a budget, what was asked and predicted
+    (``budget``: measure, asked, target, predicted, head_weight; and after
+    :func:`vbprune.prune_model` the achieved share, counted)."""
 
     config: PruningConfig
     sites: dict[str, SitePlan] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, PruningConfig):
@@ -66,18 +81,32 @@ class PruningPlan:
 
     @property
     def widths(self) -> dict[str, int]:
-        """Width per site after pruning."""
-        return {name: len(site.keep) for name, site in self.sites.items()}
+        """Hidden width per MLP after pruning."""
+        return {name: len(site.keep) for name, site in self.sites.items() if site.kind == "mlp"}
+
+    @property
+    def heads(self) -> dict[str, int]:
+        """Heads per attention site after pruning (empty without heads)."""
+        return {
+            name: len(site.keep) // site.unit_size
+            for name, site in self.sites.items()
+            if site.kind == "attention"
+        }
 
     @property
     def num_pruned(self) -> int:
-        """Total number of neurons removed."""
-        return sum(site.width - len(site.keep) for site in self.sites.values())
+        """Total number of MLP neurons removed."""
+        return sum(
+            site.width - len(site.keep) for site in self.sites.values() if site.kind == "mlp"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``json.dumps(plan.to_dict())``)."""
         sites = {name: asdict(site) for name, site in self.sites.items()}
-        return {"config": self.config.to_dict(), "sites": sites}
+        data = {"config": self.config.to_dict(), "sites": sites}
+        if self.budget:
+            data["budget"] = dict(self.budget)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PruningPlan:
@@ -90,8 +119,9 @@ class PruningPlan:
         data = dict(data)
         try:
             sites = {name: SitePlan(**site) for name, site in data.pop("sites").items()}
+            budget = dict(data.pop("budget", {}))
             config = data.pop("config", data)  # 0.1: the options at the top level
-            return cls(PruningConfig.from_dict(config), sites)
+            return cls(PruningConfig.from_dict(config), sites, budget)
         except (KeyError, TypeError, AttributeError, ConfigError, OptionTypeError) as error:
             raise PlanError(f"not a pruning plan: {type(error).__name__}: {error}") from error
 
@@ -123,19 +153,19 @@ def check_plan(plan: PruningPlan, widths: Mapping[str, int]) -> None:
             raise PlanError(f"plan entry of {name}: keep indices outside [0, {entry.width})")
         if not keep:
             raise PlanError(f"plan entry of {name} keeps no neuron")
+        size = entry.unit_size
+        if size > 1 and (
+            len(keep) % size
+            or any(keep[i] % size or keep[i + size - 1] != keep[i] + size - 1
+                   for i in range(0, len(keep), size))
+        ):  # fmt: skip
+            raise PlanError(f"plan entry of {name}: keep must hold whole heads of {size}")
         if len(entry.fold_mean) != entry.width - len(keep) or not all(
             math.isfinite(m) for m in entry.fold_mean
         ):
             raise PlanError(
                 f"plan entry of {name}: fold_mean must hold one finite value per removed neuron"
             )
-
-
-def _floor_count(ratio: float, n: int) -> int:
-    """``floor(ratio * n)``, forgiving float error: 0.29 * 100 is 28.999999999999996."""
-    product = float(ratio) * n
-    nearest = round(product)
-    return nearest if abs(product - nearest) < 1e-9 * max(1, n) else math.floor(product)
 
 
 def select_neurons(
@@ -189,7 +219,7 @@ def select_units(scores: Mapping[str, Tensor], config: PruningConfig) -> dict[st
     if config.scope == "global":
         removed = _global_removal_counts(var, widths, ratio, min_keep)
     else:
-        removed = [_floor_count(ratio, w) for w in widths]
+        removed = [floor_count(ratio, w) for w in widths]
         for name, width, r in zip(names, widths, removed):
             if width - r < min_keep:
                 raise ConfigError(
@@ -198,7 +228,7 @@ def select_units(scores: Mapping[str, Tensor], config: PruningConfig) -> dict[st
                 )
     kept = [w - r for w, r in zip(widths, removed)]
     if config.round_to > 1:
-        kept = _round_widths(kept, widths, config.round_to, min_keep)
+        kept = round_widths(kept, widths, config.round_to, min_keep)
     keep = {}
     for name, v, k in zip(names, var, kept):
         order = torch.argsort(v, stable=True)  # ascending variance, ties by index
@@ -210,7 +240,7 @@ def _global_removal_counts(
     var: list[Tensor], widths: list[int], ratio: float, min_keep: int
 ) -> list[int]:
     total = sum(widths)
-    n_remove = _floor_count(ratio, total)
+    n_remove = floor_count(ratio, total)
     pooled = torch.cat(var)  # (total,) in (site, index) order
     order = torch.argsort(pooled, stable=True)  # ties: earlier site, then lower index
     site_of = torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(widths))[order]
@@ -227,32 +257,6 @@ def _global_removal_counts(
             f"allows at most {int(eligible.sum())}"
         )
     return torch.bincount(chosen, minlength=len(widths)).tolist()
-
-
-def _round_widths(kept: list[int], widths: list[int], multiple: int, min_keep: int) -> list[int]:
-    """Per site, the multiple of ``multiple`` just below or above its target (or its full
-    width), chosen so that the total is nearest to ``sum(kept)`` (ties: keep more)."""
-    floor_min = [min(w, multiple * math.ceil(min_keep / multiple)) for w in widths]
-    down = [max(min(multiple * (k // multiple), w), m) for k, w, m in zip(kept, widths, floor_min)]
-    up = [max(min(multiple * math.ceil(k / multiple), w), d) for k, w, d in zip(kept, widths, down)]
-    # Sites nearest to their next multiple go up first: process them first, and when
-    # tracing back let the later ones stay down whenever the total allows it.
-    order = sorted(range(len(kept)), key=lambda s: -(kept[s] - down[s]))
-    # reachable[i]: bitset of extra totals (over sum(down)) reachable by order[:i] sites.
-    reachable = [1]
-    for site in order:
-        bits = reachable[-1]
-        reachable.append(bits | (bits << (up[site] - down[site])))
-    wanted = sum(kept) - sum(down)
-    totals = [t for t in range(reachable[-1].bit_length()) if reachable[-1] >> t & 1]
-    extra = min(totals, key=lambda t: (abs(t - wanted), -t))
-    result = list(down)
-    for index in range(len(order) - 1, -1, -1):
-        site = order[index]
-        if not (reachable[index] >> extra & 1):  # must go up to reach this total
-            result[site] = up[site]
-            extra -= up[site] - down[site]
-    return result
 
 
 def score_units(
@@ -293,13 +297,27 @@ def plan_from_scores(
             found = "none" if score is None else f"{score.numel()}"
             raise ConfigError(f"scores of {name}: {found}, the site has {site.num_units} units")
     keep = select_units({name: scores[name] for name in units}, config)
+    return plan_from_keep(units, keep, config)
+
+
+def plan_from_keep(
+    units: Mapping[str, SiteUnits],
+    keep: Mapping[str, Tensor],
+    config: PruningConfig,
+    kinds: Mapping[str, str] | None = None,
+) -> PruningPlan:
+    """The plan that keeps units ``keep`` of every site (checked statistics in
+    ``units``): kept channels and the removed channels' means. ``kinds`` says which
+    sites are attention sites (default: all MLPs)."""
     plan = PruningPlan(config)
     for name, site in units.items():
         kept = site.channels(keep[name])
         mean = site.moments().mean.cpu()
         mask = torch.ones(mean.numel(), dtype=torch.bool)
         mask[kept] = False
-        plan.sites[name] = SitePlan(mean.numel(), kept.tolist(), mean[mask].tolist())
+        kind = (kinds or {}).get(name, "mlp")
+        plan.sites[name] = SitePlan(mean.numel(), kept.tolist(), mean[mask].tolist(),
+                                    site.unit_size, kind)  # fmt: skip
     return plan
 
 
@@ -344,6 +362,11 @@ def plan_pruning(
         config, ratio=ratio, scope=scope, min_keep=min_keep, round_to=round_to,
         criterion=criterion, seed=seed,
     )  # fmt: skip
+    if config.ratio is None or config.heads:
+        raise ConfigError(
+            f"{config.describe()} needs the model (its MACs, parameters and heads): use "
+            "vbprune.prune_model(model, stats, config=...)"
+        )
     entry = CRITERIA[config.criterion]
     if scores is None and entry.needs_weights:
         raise ConfigError(

@@ -14,7 +14,7 @@ transformers checkpoints, whose self-contained modeling file resizes layers with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -184,3 +184,104 @@ def shrink_mlp(
     keep_inputs(fc2, keep)
     for module in channel_modules:
         keep_channels(module, keep, width)
+
+
+def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """The module holding the attribute at dotted ``path`` below ``root``, and its name."""
+    *parents, name = path.split(".")
+    module = root
+    for part in parents:
+        module = getattr(module, part)
+    return module, name
+
+
+def _present(root: nn.Module, path: str):
+    """What ``path`` names below ``root``, or ``None`` when a part is missing."""
+    value = root
+    for part in path.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def head_channels(keep_heads: Tensor, head_dim: int, num_heads: int, blocks: int = 1) -> Tensor:
+    """The channel indices of the heads ``keep_heads`` in a layer holding ``blocks``
+    consecutive blocks of ``num_heads * head_dim`` channels (a fused qkv has three)."""
+    offsets = torch.arange(head_dim, device=keep_heads.device)
+    one = (keep_heads.unsqueeze(1) * head_dim + offsets).reshape(-1)  # (kept, head_dim) flat
+    return torch.cat([one + block * num_heads * head_dim for block in range(blocks)])
+
+
+def shrink_attention(module: nn.Module, spec: Mapping, keep_heads: Tensor) -> None:
+    """Keep only the heads ``keep_heads`` (sorted) of the attention ``module``, in place.
+
+    ``spec`` holds paths relative to ``module`` (a JSON-serialisable record, also what a
+    saved transformers config keeps): ``inputs`` (layers whose output rows hold one or
+    more blocks of the heads' channels: fused qkv, q, k, v, a gate), ``proj`` (the output
+    projection: its input columns), ``head_dim``, ``head_params`` (``[path, dim]``:
+    parameters or buffers indexed by head), ``channel_params`` (1-D parameters over one
+    or more blocks of channels), ``channel_modules`` (per-channel modules over the heads'
+    output), and ``heads``/``channels`` (attributes set to the new head count and
+    ``heads * head_dim``). Absent paths are skipped.
+
+    Raises:
+        ValueError: a layer whose size is not a whole number of blocks of channels.
+    """
+    proj = _present(module, spec["proj"])
+    head_dim = int(spec["head_dim"])
+    width = int(proj.weight.shape[1])
+    num_heads = width // head_dim
+    keep_heads = keep_heads.to(proj.weight.device)
+    channels = head_channels(keep_heads, head_dim, num_heads)
+
+    def blocks(size: int, where: str) -> int:
+        if size % width:
+            raise ValueError(f"{where} has {size} channels, not a multiple of {width}")
+        return size // width
+
+    for path in spec.get("inputs", ()):
+        layer = _present(module, path)
+        if layer is not None:
+            count = blocks(int(layer.weight.shape[0]), path)
+            keep_outputs(layer, head_channels(keep_heads, head_dim, num_heads, count))
+    keep_inputs(proj, channels)
+    for path in spec.get("channel_params", ()):
+        value = _present(module, path)
+        if value is None:
+            continue
+        parent, name = _parent(module, path)
+        sliced = value.detach()[head_channels(keep_heads, head_dim, num_heads,
+                                              blocks(value.numel(), path))]  # fmt: skip
+        if name in parent._parameters:
+            _replace(parent, name, sliced)
+        else:
+            _replace_buffer(parent, name, sliced)
+    for path in spec.get("channel_modules", ()):
+        channel_module = _present(module, path)
+        if channel_module is not None and not isinstance(channel_module, nn.Identity):
+            keep_channels(channel_module, channels, width)
+    for path, dim in spec.get("head_params", ()):
+        value = _present(module, path)
+        if value is None:
+            continue
+        parent, name = _parent(module, path)
+        sliced = value.detach().index_select(int(dim), keep_heads.to(value.device))
+        if name in parent._parameters:
+            _replace(parent, name, sliced)
+        else:
+            _replace_buffer(parent, name, sliced)
+        owner = parent  # a Linear whose rows are the heads (a position-bias MLP's last)
+        if isinstance(owner, nn.Linear) and name == "weight":
+            if owner.bias is not None:
+                _replace(owner, "bias", owner.bias.detach()[keep_heads.to(owner.bias.device)])
+            owner.out_features = int(keep_heads.numel())
+    kept = int(keep_heads.numel())
+    for path in spec.get("heads", ()):
+        parent, name = _parent(module, path)
+        if isinstance(getattr(parent, name, None), int):
+            setattr(parent, name, kept)
+    for path in spec.get("channels", ()):
+        parent, name = _parent(module, path)
+        if isinstance(getattr(parent, name, None), int):
+            setattr(parent, name, kept * head_dim)

@@ -5,7 +5,10 @@ Variance-Based Pruning removes MLP hidden neurons, so every MLP has its own widt
 
 - ``mlp_widths``: ``{site: width}``, the hidden width of every pruned MLP;
 - ``mlp_layout``: ``{site: {"fc1": [paths], "fc2": path, "channels": [paths],
-  "packed": bool, "fc2_bias": bool}}``, the module paths of each MLP's layers.
+  "packed": bool, "fc2_bias": bool}}``, the module paths of each MLP's layers;
+- with pruned attention heads, ``attention_heads``: ``{attention module: heads}`` and
+  ``attention_layout``: ``{attention module: {"inputs": [...], "proj": ..., "head_dim":
+  ..., "head_params": [...], ..., "proj_bias": bool}}`` (paths relative to the module).
 
 This module gives every transformers model class a pruned twin of the same name
 (``modeling_vbprune.ViTForImageClassification``, ``...Dinov2ForImageClassification``):
@@ -18,7 +21,7 @@ the model. This file and ``surgery.py`` import only torch and transformers.
 import torch
 import transformers
 
-from .surgery import ensure_bias, shrink_mlp
+from .surgery import ensure_bias, shrink_attention, shrink_mlp
 
 
 def resize_mlps(model, widths, layout):
@@ -86,14 +89,42 @@ def _rooted(layout, modules, prefix):
     return here if here else layout  # none here at all: not this model's checkpoint
 
 
+def resize_attention(model, heads, layout):
+    """Give the attention modules of a freshly built ``model`` the recorded ``heads`` (the
+    first ones are kept: only shapes change, the weights load next). A base model or a
+    backbone holds them without the ``base_model_prefix``."""
+    modules = dict(model.named_modules())
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    for name, count in heads.items():
+        module = modules.get(name)
+        if module is None and name.startswith(prefix):
+            module = modules.get(name[len(prefix) :])
+        if module is None:
+            if any(n in modules for n in heads) or not name.startswith(prefix):
+                raise ValueError(f"config.attention_heads do not fit this model: {name}")
+            continue  # outside this trunk (a head model's decoder)
+        spec = layout[name]
+        proj = module.get_submodule(spec["proj"])
+        if not 1 <= count <= proj.weight.shape[1] // spec["head_dim"]:
+            raise ValueError(f"{count} heads of {name} is out of range")
+        with torch.no_grad():
+            shrink_attention(module, spec, torch.arange(count))
+            if spec.get("proj_bias"):  # created by the fold
+                ensure_bias(proj)
+
+
 class PrunedMixin:
-    """Build the stock model, then resize its MLPs to ``config.mlp_widths``."""
+    """Build the stock model, then resize its MLPs to ``config.mlp_widths`` and its
+    attention modules to ``config.attention_heads``."""
 
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         widths = getattr(config, "mlp_widths", None)
         if widths:
             resize_mlps(self, widths, config.mlp_layout)
+        heads = getattr(config, "attention_heads", None)
+        if heads:
+            resize_attention(self, heads, config.attention_layout)
 
 
 _CLASSES = {}

@@ -4,6 +4,6 @@ Inside vbprune this is :mod:`vbprune.core.surgery`; next to a saved checkpoint i
 copy of that file (torch only), so stock transformers needs nothing else.
 """
 
-from ..core.surgery import ensure_bias, shrink_mlp
+from ..core.surgery import ensure_bias, shrink_attention, shrink_mlp
 
-__all__ = ["ensure_bias", "shrink_mlp"]
+__all__ = ["ensure_bias", "shrink_attention", "shrink_mlp"]

@@ -68,7 +68,7 @@ def save_pretrained(
     # A model loaded from a checkpoint keeps what it was saved with (pruning, report, ...);
     # new metadata wins, widths and version are always the current ones.
     section = merge_sections(loaded_metadata(model), metadata or {})
-    for key in ("widths", "library_version"):
+    for key in ("widths", "heads", "library_version"):
         section.pop(key, None)
     section = pruning_metadata(model, **section)
     with atomic_directory(directory, overwrite=overwrite) as tmp:

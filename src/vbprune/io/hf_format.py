@@ -1,5 +1,6 @@
 """transformers checkpoints: the stock configuration plus every MLP's width and layer
-paths (``mlp_widths``, ``mlp_layout``), with a self-contained modeling file
+paths (``mlp_widths``, ``mlp_layout``) and, with pruned heads, every attention's head
+count and parts (``attention_heads``, ``attention_layout``), with a self-contained modeling file
 (:mod:`vbprune.hf_remote`) named in ``auto_map``, so stock transformers loads any
 supported model type with ``trust_remote_code=True``; vbprune loads them through the
 same classes. Checkpoints of vbprune 0.1/0.2 (``model_type`` ``vbprune_<family>``, a
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ..architectures import find_mlp_sites
-from ..architectures.widths import mlp_records
+from ..architectures.widths import attention_records, mlp_records
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
 
@@ -89,6 +90,9 @@ def save_hf(model: nn.Module, directory: Path, section: dict) -> None:
     stock = _stock_class(model)
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.mlp_widths, config.mlp_layout = mlp_records(model)
+    if getattr(model.config, "attention_heads", None):  # heads were pruned
+        config.attention_heads, config.attention_layout = attention_records(model)
+        section = {**section, "heads": dict(config.attention_heads)}
     config.architectures = [stock.__name__]
     config.auto_map = _auto_map(stock.__name__, config, model)
     setattr(config, SECTION, section)

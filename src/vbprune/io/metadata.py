@@ -5,6 +5,7 @@
     "vbprune": {
       "library_version": "0.4.0",
       "widths": {"blocks.0.mlp": 903, ...},        # hidden width of every MLP
+      "heads": {"blocks.0.attn": 5, ...},          # only if heads were pruned
       "pruning": {"ratio": 0.5, "scope": "global", ...},  # vbprune.PruningConfig
       "base_model": "timm:deit_small_patch16_224",  # a local folder: its absolute path
       "base_model_seed": 0,                         # only if built with random weights
@@ -30,8 +31,8 @@ from ..core.errors import CheckpointError
 
 SECTION = "vbprune"
 # Keys of the section this version writes; others (a newer version) are warned of.
-KNOWN_KEYS = {"library_version", "widths", "pruning", "base_model", "base_model_seed",
-              "model_args", "report", "speedup"}  # fmt: skip
+KNOWN_KEYS = {"library_version", "widths", "heads", "pruning", "base_model",
+              "base_model_seed", "model_args", "report", "speedup"}  # fmt: skip
 _LEGACY_PRUNING_KEYS = ("ratio", "scope", "round_to", "min_keep", "compensate")
 _RENAMED = {"hidden_sizes": "widths", "original_sizes": "original_widths"}  # 0.1 -> now
 

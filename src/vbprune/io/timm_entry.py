@@ -22,7 +22,9 @@ from torch import nn
 
 ENTRY = "vbprune_pruned"
 # model_args of the entry that are not the base architecture's
-ENTRY_ARGS = ("base_architecture", "mlp_widths", "mlp_fc2_bias")
+ENTRY_ARGS = (
+    "base_architecture", "mlp_widths", "mlp_fc2_bias", "attention_heads", "attention_proj_bias",
+)  # fmt: skip
 
 
 def pruned_timm_model(
@@ -31,11 +33,15 @@ def pruned_timm_model(
     base_architecture: str,
     mlp_widths: Mapping[str, int],
     mlp_fc2_bias: Sequence[str] = (),
+    attention_heads: Mapping[str, int] | None = None,
+    attention_proj_bias: Sequence[str] = (),
     **kwargs: Any,
 ) -> nn.Module:
     """The timm entry ``vbprune_pruned``: ``base_architecture`` with the MLPs resized to
-    ``mlp_widths`` (and a zero fc2 bias where the mean fold made one), built and loaded by
-    timm's ``build_model_with_cfg`` with the other arguments.
+    ``mlp_widths`` (and a zero fc2 bias where the mean fold made one) and, for pruned
+    heads, the attention modules to ``attention_heads`` (a zero output-projection bias
+    where the fold made one), built and loaded by timm's ``build_model_with_cfg`` with
+    the other arguments.
 
     As the base family's own entry would, it loads weights through the family's
     checkpoint filter (so ``img_size=`` resamples position embeddings) and wraps
@@ -52,7 +58,7 @@ def pruned_timm_model(
         import timm
 
         from ..architectures import find_mlp_sites
-        from ..architectures.widths import apply_widths
+        from ..architectures.widths import apply_heads, apply_widths
         from ..core.surgery import ensure_bias
 
         model = timm.create_model(base_architecture, pretrained=False, **model_kwargs)
@@ -60,6 +66,8 @@ def pruned_timm_model(
         for site in find_mlp_sites(model):
             if site.name in mlp_fc2_bias:  # made by the fold
                 ensure_bias(site.fc2)
+        bias = {name: True for name in attention_proj_bias}
+        apply_heads(model, attention_heads or {}, bias, where=base_architecture)
         # what vbprune.save_pretrained records for this model: the base architecture's
         # arguments (timm's own record, get_model_args, describes the entry's)
         model.vbprune_base_architecture = base_architecture
@@ -115,8 +123,17 @@ def register() -> None:
 
 
 def entry_model_args(
-    base_architecture: str, widths: Mapping[str, int], fc2_bias: Sequence[str], args: Mapping
+    base_architecture: str,
+    widths: Mapping[str, int],
+    fc2_bias: Sequence[str],
+    args: Mapping,
+    heads: Mapping[str, int] | None = None,
+    proj_bias: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The ``model_args`` a checkpoint records for the entry."""
-    return {"base_architecture": base_architecture, "mlp_widths": dict(widths),
-            "mlp_fc2_bias": list(fc2_bias), **args}  # fmt: skip
+    """The ``model_args`` a checkpoint records for the entry (the heads only when pruned,
+    so a checkpoint without pruned heads reads as before)."""
+    recorded = {"base_architecture": base_architecture, "mlp_widths": dict(widths),
+                "mlp_fc2_bias": list(fc2_bias)}  # fmt: skip
+    if heads:
+        recorded.update(attention_heads=dict(heads), attention_proj_bias=list(proj_bias))
+    return {**recorded, **args}

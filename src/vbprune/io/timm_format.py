@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..architectures import find_mlp_sites
-from ..architectures.widths import apply_widths
+from ..architectures.finder import find_attention_sites_and_problems
+from ..architectures.widths import apply_heads, apply_widths
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
 from .timm_entry import ENTRY, ENTRY_ARGS, checkpoint_filter, entry_model_args, register
@@ -85,12 +86,17 @@ def save_timm(
             "its architecture; build it with timm.create_model(name, ...)"
         )
     args = _model_args(model, model_args)
-    _check_rebuilds(model, args, section["widths"])
+    heads = _check_rebuilds(model, args, section["widths"])
     section = {**section, "model_args": args}
+    if heads:
+        section["heads"] = heads
     # timm builds it through vbprune's entry (timm.create_model("local-dir:..."));
     # the base architecture and its arguments stay in the vbprune section too
     fc2_bias = [s.name for s in find_mlp_sites(model) if s.fc2.bias is not None]
-    entry_args = entry_model_args(architecture(model), section["widths"], fc2_bias, args)
+    proj_bias = [s.name for s in _attention_sites(model) if s.proj.bias is not None]
+    entry_args = entry_model_args(
+        architecture(model), section["widths"], fc2_bias, args, heads, proj_bias
+    )
     try:
         save_for_hf(
             model, str(directory), model_config={SECTION: section, "architecture": ENTRY},
@@ -110,9 +116,21 @@ def architecture(model: nn.Module) -> str:
     return getattr(model, "vbprune_base_architecture", None) or model.pretrained_cfg["architecture"]
 
 
-def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[str, int]) -> None:
+def _attention_sites(model: nn.Module) -> list:
+    return find_attention_sites_and_problems(model)[0]
+
+
+def _check_rebuilds(
+    model: nn.Module, args: Mapping[str, Any], widths: Mapping[str, int]
+) -> dict[str, int]:
     """Refuse to write a timm checkpoint that would not load: rebuild it (on the meta
-    device, no memory) from the recorded name, args and widths and compare every shape."""
+    device, no memory) from the recorded name, args and widths (and heads) and compare
+    every shape.
+
+    Returns:
+        The heads of every prunable attention module when some lost heads (what the
+        checkpoint records), else ``{}``.
+    """
     import timm
 
     name = architecture(model)
@@ -120,14 +138,19 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
         with torch.device("meta"):
             rebuilt = timm.create_model(name, pretrained=False, **args)
             apply_widths(rebuilt, widths)
+            heads = {site.name: site.num_heads for site in _attention_sites(model)}
+            built = {site.name: site.num_heads for site in _attention_sites(rebuilt)}
+            heads = heads if heads != built else {}
+            apply_heads(rebuilt, heads)
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(
             f"cannot save {name}: it does not rebuild from model_args={dict(args)} ({error}); "
             "pass the model_args it was created with"
         ) from error
 
-    # fc2 biases may have been created by the fold: not compared
+    # fc2 and projection biases may have been created by the fold: not compared
     fold_biases = {f"{site.paths['fc2']}.bias" for site in find_mlp_sites(model)}
+    fold_biases |= {f"{site.name}.{site.spec['proj']}.bias" for site in _attention_sites(model)}
 
     def shapes(state):
         return {k: tuple(v.shape) for k, v in state.items() if k not in fold_biases}
@@ -148,6 +171,7 @@ def _check_rebuilds(model: nn.Module, args: Mapping[str, Any], widths: Mapping[s
             f"({details}); pass the model_args it was created with: "
             "save_pretrained(model, path, model_args={...})"
         )
+    return heads
 
 
 def build_timm(
@@ -224,6 +248,10 @@ def load_timm(folder: Path, config: dict[str, Any], weights: Path, **overrides: 
     if section is not None:
         shapes = {key: tuple(t.shape) for key, t in state.items()}
         apply_widths(model, section["widths"], shapes, str(folder))
+        heads = section.get("heads") or {}
+        bias = {site.name: f"{site.name}.{site.spec['proj']}.bias" in state
+                for site in _attention_sites(model) if site.name in heads}  # fmt: skip
+        apply_heads(model, heads, bias, str(folder))
     filter_fn = checkpoint_filter(model.vbprune_base_architecture)
     if overrides and filter_fn is not None:  # e.g. img_size=: position embeddings resampled
         state = filter_fn(state, model)  # as timm's own loading does

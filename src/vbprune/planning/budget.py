@@ -1,0 +1,158 @@
+"""Plans for a budget (a share of the MACs or parameters kept) and for heads.
+
+Units (MLP neurons, heads) of least score per unit of cost saved go first
+(:func:`vbprune.core.budget.select_to_budget`, with the costs of
+:mod:`vbprune.architectures.costs`). With heads, the weight of heads' scores against
+neurons' is chosen by the KL divergence of the pruned model's logits from the dense
+model's on calibration images: each candidate plan is applied to a copy (forward passes
+only), MLP-only pruning to the same budget among them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..architectures.costs import unit_costs
+from ..architectures.interface import logits_of
+from ..core.budget import check_reachable, round_down, select_to_budget
+from ..core.config import DEFAULT_HEAD_WEIGHT, HEAD_WEIGHTS, PruningConfig
+from ..core.errors import ConfigError, OptionTypeError
+from ..core.selection import PruningPlan, plan_from_keep, select_units
+from ..core.units import SiteUnits
+from .steps import Site, apply_checked, model_sites, progress
+
+
+def budget_plan(
+    model: nn.Module,
+    sites: list[Site],
+    units: Mapping[str, SiteUnits],
+    scores: Mapping[str, Tensor],
+    config: PruningConfig,
+    images: Tensor | Iterable[Any] | None,
+) -> PruningPlan:
+    """The plan of a budget (or of a ratio with heads): units of least score per unit of
+    cost removed until the model fits; with heads, the weight of heads against neurons
+    chosen by KL to the dense logits on ``images`` (MLP-only among the candidates)."""
+    costs = unit_costs(model, sites)
+    measure = "params" if config.target_params is not None else "macs"
+    what = "parameters" if measure == "params" else "MACs"
+    per, total = costs[measure], float(costs["total"][measure])
+    mlp = [site.name for site in sites if site.kind == "mlp"]
+    kinds = {site.name: site.kind for site in sites}
+    min_keep = {name: config.min_keep if kind == "mlp" else 1 for name, kind in kinds.items()}
+    if config.ratio is not None:  # with heads: the MACs MLP-only pruning at this ratio saves
+        keep = select_units({name: scores[name] for name in mlp}, config)
+        saved = sum((units[n].num_units - keep[n].numel()) * per[n] for n in mlp)
+        target = total - saved
+    else:
+        target = config.budget[1] * total
+    check_reachable(config, units, per, total, target, min_keep, what)
+
+    def plan_for(weight: float | None) -> PruningPlan:
+        chosen = mlp if weight is None else list(units)
+        keep = select_to_budget(
+            {name: scores[name] for name in chosen}, per, total, target, min_keep,
+            {name: weight for name in chosen if kinds[name] == "attention"}, what,
+        )  # fmt: skip
+        for name in units:
+            keep.setdefault(name, torch.arange(units[name].num_units))
+        if config.round_to > 1:
+            keep = round_down(keep, scores, units, kinds, config)
+        plan = plan_from_keep(units, {name: keep[name] for name in units}, config, kinds)
+        predicted = total - sum(
+            (units[n].num_units - keep[n].numel()) * per[n] for n in units
+        )  # fmt: skip
+        plan.budget = {
+            "measure": measure, "asked": config.budget[1] if config.ratio is None else None,
+            "target": round(target / total, 6), "dense": total,
+            "predicted": round(predicted / total, 6),
+            "head_weight": weight if config.heads else None,
+        }  # fmt: skip
+        return plan
+
+    if not config.heads:
+        return plan_for(None)
+    if config.head_weight is not None:
+        return plan_for(config.head_weight)
+    if images is None:
+        return plan_for(DEFAULT_HEAD_WEIGHT)
+    candidates = [plan_for(weight) for weight in HEAD_WEIGHTS]
+    with contextlib.suppress(ConfigError):  # out of reach without heads: not a candidate
+        candidates.append(plan_for(None))  # MLP-only: the result is never further than it
+    return _closest_to_dense(model, sites, units, candidates, config.compensate, images)
+
+
+def _as_batches(images: Tensor | Iterable[Any]) -> list[Tensor]:
+    if isinstance(images, Tensor):
+        return list(images.split(64))
+    batches = []
+    for batch in images:
+        if isinstance(batch, Mapping):
+            batch = batch["pixel_values"]
+        elif isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        if not isinstance(batch, Tensor):
+            raise OptionTypeError(f"images must hold tensors, got {type(batch).__name__}")
+        batches.append(batch)
+    return batches
+
+
+def _logits(model: nn.Module, batches: list[Tensor]) -> Tensor:
+    param = next(model.parameters())
+    with torch.no_grad():
+        return torch.cat([
+            logits_of(model(b.to(param.device, param.dtype))).float().cpu() for b in batches
+        ])  # fmt: skip
+
+
+def _closest_to_dense(
+    model: nn.Module,
+    sites: list[Site],
+    units: Mapping[str, SiteUnits],
+    candidates: list[PruningPlan],
+    mode: str,
+    images: Tensor | Iterable[Any],
+) -> PruningPlan:
+    """The candidate plan whose pruned model's logits on ``images`` have the lowest mean
+    KL divergence from the dense model's (each applied to a copy; forward passes only)."""
+    batches = _as_batches(images)
+    training = model.training
+    model.eval()
+    dense = _logits(model, batches).log_softmax(-1)
+    names = [site.name for site in sites]
+    heads = any(site.kind == "attention" for site in sites)
+    results = []
+    for plan in progress("trying heads against neurons", len(candidates))(candidates):
+        trial = copy.deepcopy(model)
+        found = {site.name: site for site in model_sites(trial, heads)[0]}
+        apply_checked(trial, [found[name] for name in names], plan, mode, units)
+        pruned = _logits(trial, batches).log_softmax(-1)
+        kl = float(torch.nn.functional.kl_div(pruned, dense, log_target=True,
+                                              reduction="batchmean"))  # fmt: skip
+        results.append(kl)
+        del trial
+    model.train(training)
+    best = min(range(len(candidates)), key=results.__getitem__)
+    chosen = candidates[best]
+    chosen.budget["kl"] = {
+        ("mlp_only" if plan.budget["head_weight"] is None else f"{plan.budget['head_weight']:g}"):
+        round(kl, 6) for plan, kl in zip(candidates, results)
+    }  # fmt: skip
+    return chosen
+
+
+def record_achieved(model: nn.Module, budget: dict[str, Any]) -> None:
+    """The measure the pruned model really has (counted), as a share of the dense one."""
+    if budget["measure"] == "params":
+        now = sum(p.numel() for p in model.parameters())
+    else:
+        from ..architectures.costs import module_macs
+
+        now = module_macs(model)[0]
+    budget["achieved"] = round(now / budget["dense"], 6)
