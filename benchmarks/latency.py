@@ -26,7 +26,8 @@ the ratio; a trained model's statistics prune them unevenly, which ``--spread`` 
 (see common.synthetic_stats).
 
 With ``--heads`` each entry's number is the share of the dense MACs kept
-(``PruningConfig(target_macs=..., heads=True)``, heads weighed like neurons): attention
+(``PruningConfig(target_macs=..., heads=True)``, heads weighed by ``--head-weight``,
+default 1: like neurons): attention
 heads go with the MLP neurons, and the selection plus surgery time is printed too.
 """
 
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument(
         "--heads", action="store_true", help="NAME:SHARE: heads and neurons to SHARE of the MACs"
     )
+    parser.add_argument("--head-weight", type=float, default=1.0, help="heads against neurons")
     args = parser.parse_args()
     if args.runtime == "onnxruntime" and args.dtype != "float32":
         parser.error("--runtime onnxruntime times float32 exports only")
@@ -102,13 +104,13 @@ def main() -> None:
 
 
 def prune_with_heads(
-    model: torch.nn.Module, stats, share: float, round_to: int, name: str
+    model: torch.nn.Module, stats, share: float, round_to: int, name: str, weight: float = 1.0
 ) -> tuple[list[int], str]:
     """Prune heads and neurons to ``share`` of the MACs; print the selection + surgery
     time. Returns the MLP widths and the heads kept of all (``"52/72"``)."""
     import time
 
-    config = vbprune.PruningConfig(target_macs=share, heads=True, head_weight=1.0,
+    config = vbprune.PruningConfig(target_macs=share, heads=True, head_weight=weight,
                                    round_to=round_to)  # fmt: skip
     start = time.perf_counter()
     result = vbprune.prune_model(model, stats, config=config)
@@ -140,7 +142,9 @@ def time_models(
         for round_to in args.round_to:
             model = copy.deepcopy(dense)
             if args.heads:
-                widths, heads = prune_with_heads(model, stats, float(ratio), round_to, name)
+                widths, heads = prune_with_heads(
+                    model, stats, float(ratio), round_to, name, args.head_weight
+                )
                 spans[round_to] = f"{min(widths)}-{max(widths)}, heads {heads}"
             else:
                 widths = vbprune.apply_plan(

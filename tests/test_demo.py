@@ -23,7 +23,7 @@ def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, ca
         "model", "report.json", "stats.safetensors", "summary.md"]  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     accuracy = report["accuracy"]
-    top1 = {(v["criterion"], v["compensate"]): v for v in accuracy["variants"]}
+    top1 = {(v["criterion"], v["compensate"]): v for v in accuracy["variants"] if "heads" not in v}
     # every registered criterion and compensation has a row
     assert {c for c, _ in top1} == set(vbprune.CRITERIA)
     assert {m for c, m in top1 if c == "variance"} == set(vbprune.COMPENSATIONS)
@@ -38,6 +38,12 @@ def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, ca
     best = max(accuracy["variants"], key=lambda v: v["top1_after_pruning"])
     assert "top1_after_distillation" in best
     assert report["params"]["after"] < report["params"]["before"]
+    # heads pruned with the MLP neurons (least squares), to the MACs of the saved model
+    (heads,) = [v for v in accuracy["variants"] if v.get("heads")]
+    assert heads["compensate"] == "ls" and heads["heads_total"] == 16
+    assert heads["macs"] <= heads["target_macs"] * report["macs"]["before"]
+    assert heads["target_macs"] == round(report["macs"]["after"] / report["macs"]["before"], 4)
+    assert heads["top1_after_pruning"] >= top1["random", "mean"]["top1_after_pruning"]
     model = vbprune.from_pretrained(out / "model")
     assert vbprune.count_params(model) == report["params"]["after"]
     captured = capsys.readouterr()
@@ -49,6 +55,7 @@ def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, ca
     assert "| random, mean fold |" in printed
     assert "| variance, least squares |" in printed
     assert "| variance, mean fold (VBP) |" in printed
+    assert f"least squares (same MACs; {heads['heads_kept']} of 16 heads kept) |" in printed
     # where no compensation beats the mean fold, the demo says so and why
     beaten = top1["variance", "none"]["top1_after_pruning"] > vbp["top1_after_pruning"]
     assert ("no compensation at all beats VBP's mean fold" in " ".join(printed.split())) == beaten

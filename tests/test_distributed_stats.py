@@ -82,22 +82,28 @@ def test_two_processes_equal_one(tmp_path, dtype_name, rtol):
 
 
 @pytest.mark.parametrize(
-    "dtype_name, streaming, rtol",
-    [("float64", False, 1e-12), ("float64", True, 1e-12), ("float32", False, 1e-6)],
-)
+    "dtype_name, streaming, rtol, heads",
+    [("float64", False, 1e-12, False), ("float64", True, 1e-12, False),
+     ("float32", False, 1e-6, False), ("float64", False, 1e-12, True)],
+)  # fmt: skip
 def test_cli_two_processes_equal_one_on_a_dataset(
-    image_folder, timm_model_dir, tmp_path, dtype_name, streaming, rtol
+    image_folder, timm_model_dir, tmp_path, dtype_name, streaming, rtol, heads
 ):
     # 21 images, batches of 4: neither the processes nor the batch size divide the data.
     args = ["calibrate", "--model", timm_model_dir, "--dataset", image_folder,
             "--batch-size", 4, "--num-workers", 0, "--dtype", dtype_name]  # fmt: skip
     args += ["--streaming"] if streaming else []
+    args += ["--heads"] if heads else []
     stats = {}
     for processes in LAUNCHERS:
         out = tmp_path / f"stats{processes}.safetensors"
         run_cli(processes, *args, "--output", out)
         stats[processes] = vbprune.ActivationStats.load(out)
     one, two = stats[1], stats[2]
+    # with --heads the attention sites' statistics (every token of the projection's
+    # input) are there too, merged alike
+    attention = [name for name in one if name.endswith(".attn")]
+    assert bool(attention) == heads and list(one) == list(two)
     for name in one:
         assert one[name].count == two[name].count == 21 * 17
         torch.testing.assert_close(two[name].var, one[name].var, rtol=rtol, atol=0)

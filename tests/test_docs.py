@@ -140,6 +140,17 @@ def test_readme_quickstart_runs_verbatim_on_a_timm_model_built_at_32_px(
     assert len(printed) < 1000  # a short repr, not every kept index
 
 
+def test_readme_heads_example_runs_verbatim_and_meets_its_budget(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ns = run_block(docs_block("README.md", "readme-heads"), {})  # nothing replaced
+    model, result = ns["model"], ns["result"]
+    assert result.config.criterion == "obs"  # the default with heads and least squares
+    assert result.budget["achieved"] <= 0.3
+    assert vbprune.attention_heads(model) == result.heads
+    assert all(n >= 1 for n in result.heads.values())
+    assert vbprune.attention_heads(vbprune.from_pretrained("deit_heads30")) == result.heads
+
+
 @pytest.mark.slow
 def test_timm_quickstart_runs(image_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

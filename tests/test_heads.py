@@ -43,9 +43,12 @@ def make_constant(site: vbprune.AttentionSite, head: int, generator) -> bool:
         site.value[rows] = 0.0
         for path in site.spec["inputs"]:
             layer = site.module.get_submodule(path)
-            if layer.weight.data_ptr() <= site.value.data_ptr() < layer.weight.data_ptr() + (
-                layer.weight.numel() * layer.weight.element_size()
-            ) and layer.bias is not None:  # the value's bias: same block of rows
+            if (
+                layer.weight.data_ptr()
+                <= site.value.data_ptr()
+                < layer.weight.data_ptr() + (layer.weight.numel() * layer.weight.element_size())
+                and layer.bias is not None
+            ):  # the value's bias: same block of rows
                 offset = (site.value.data_ptr() - layer.weight.data_ptr()) // (
                     layer.weight.element_size() * layer.weight.shape[1]
                 )
@@ -168,9 +171,14 @@ def test_heads_never_lose_to_mlp_only_on_the_calibration_kl(images):
     config = vbprune.PruningConfig(target_macs=0.6, heads=True)
     result = vbprune.prune_model(model, stats, config=config, images=images)
     kl = result.budget["kl"]
-    assert min(kl.values()) == kl[
-        "mlp_only" if result.budget["head_weight"] is None else f"{result.budget['head_weight']:g}"
-    ]
+    assert (
+        min(kl.values())
+        == kl[
+            "mlp_only"
+            if result.budget["head_weight"] is None
+            else f"{result.budget['head_weight']:g}"
+        ]
+    )
     assert min(kl.values()) <= kl["mlp_only"]
 
 

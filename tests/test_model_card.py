@@ -80,6 +80,46 @@ def test_card_names_the_criterion_and_the_compensation():
     assert "smallest weight magnitude" in card(criterion="magnitude")
 
 
+def test_card_shows_heads_per_attention_and_the_budget_only_when_pruned():
+    from vbprune.io.model_card import render_model_card
+
+    def card(pruning: dict, **report) -> str:
+        report = {"original_widths": {"blocks.0.mlp": 6, "blocks.1.mlp": 6},
+                  "macs": {"before": 2_000_000, "after": 590_000}, **report}  # fmt: skip
+        section = {"base_model": "timm:deit_tiny_patch16_224",
+                   "widths": {"blocks.0.mlp": 3, "blocks.1.mlp": 4},
+                   "pruning": {"scope": "global", "criterion": "fluctuation", **pruning},
+                   "report": report}  # fmt: skip
+        if "heads" in report:
+            section["heads"] = report["heads"]
+        return " ".join(str(render_model_card(section, "timm", "model")).split())
+
+    budget = {"measure": "macs", "asked": 0.3, "target": 0.3, "predicted": 0.295,
+              "achieved": 0.295, "head_weight": 0.5, "kl": {"0.5": 0.01, "1": 0.02}}  # fmt: skip
+    text = card({"target_macs": 0.3, "heads": True}, budget=budget,
+                heads={"blocks.0.attn": 1, "blocks.1.attn": 3},
+                original_heads={"blocks.0.attn": 3, "blocks.1.attn": 3})  # fmt: skip
+    assert "# deit_tiny_patch16_224, 29.50 % of MACs kept, heads pruned (VBP)" in text
+    assert "and 2 of its 6 attention heads removed" in text
+    assert "(2 attentions, 6 -> 4 heads in total): blocks.0.attn: 1/3, blocks.1.attn: 3/3." in text
+    assert "attention heads included, per MAC saved, down to 30 % of the MACs" in text
+    assert "Budget: 30 % of the original MACs asked for, 29.50 % kept" in text
+    assert "heads weighed 0.5 against neurons (chosen among several by the KL" in text
+    assert "ratio None" not in text
+    # a budget of parameters, MLP neurons only: no heads, the budget still shown
+    budget = {**budget, "measure": "params", "asked": 0.6, "target": 0.6, "achieved": 0.58,
+              "head_weight": None}  # fmt: skip
+    del budget["kl"]
+    text = card({"target_params": 0.6}, budget=budget)
+    assert "per parameter saved, down to 60 % of the parameters" in text
+    assert "Budget: 60 % of the original parameters asked for, 58.00 % kept" in text
+    assert "attention" not in text and "heads weighed" not in text
+    # an older report (a ratio; no heads, no budget) renders as it always did
+    text = card({"ratio": 0.5})
+    assert "(global ranking, ratio 0.5)." in text and "of MLP neurons removed (VBP)" in text
+    assert "Budget" not in text and "attention" not in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["timm-swin", "hf-swin", "hf-vit"])
 def test_every_loading_snippet_of_a_pushed_card_runs(images, tmp_path, local_hub, family):

@@ -204,19 +204,10 @@ def _attention_library(module: nn.Module) -> str | None:
 
 def _first_int(module: nn.Module, paths: tuple[str, ...]) -> tuple[str, int] | None:
     for path in paths:
-        value = _get_value(module, path)
+        value = surgery.lookup(module, path)
         if isinstance(value, int) and not isinstance(value, bool):
             return path, value
     return None
-
-
-def _get_value(module: nn.Module, path: str):
-    value = module
-    for part in path.split("."):
-        value = getattr(value, part, None)
-        if value is None:
-            return None
-    return value
 
 
 def _match_attention(row: AttentionLayout, module: nn.Module, name: str) -> AttentionSite | str:
@@ -236,7 +227,7 @@ def _match_attention(row: AttentionLayout, module: nn.Module, name: str) -> Atte
         if isinstance(kv_heads, int) and kv_heads != num_heads:
             return (f"{kv_heads} K/V heads are shared by {num_heads} query heads "
                     "(grouped-query attention)")  # fmt: skip
-    head_dim = _get_value(module, row.head_dim) if row.head_dim else None
+    head_dim = surgery.lookup(module, row.head_dim) if row.head_dim else None
     if not isinstance(head_dim, int):
         head_dim = width // num_heads if num_heads and width % num_heads == 0 else None
     if not head_dim or head_dim * num_heads != width:
@@ -258,13 +249,13 @@ def _match_attention(row: AttentionLayout, module: nn.Module, name: str) -> Atte
         return f"none of {', '.join(row.inputs)} found"
     head_params = []
     for path, dim in row.head_params:
-        table = _get_value(module, path)
+        table = surgery.lookup(module, path)
         if table is None:
             continue
         if not isinstance(table, torch.Tensor) or table.shape[dim] != num_heads:
             return f"{path} is not indexed by the {num_heads} heads along dimension {dim}"
         head_params.append([path, dim])
-    channel_params = [p for p in row.channel_params if _get_value(module, p) is not None]
+    channel_params = [p for p in row.channel_params if surgery.lookup(module, p) is not None]
     channel_modules = [
         p for p in row.channel_modules
         if _get(module, p) is not None and not isinstance(_get(module, p), nn.Identity)
@@ -272,8 +263,8 @@ def _match_attention(row: AttentionLayout, module: nn.Module, name: str) -> Atte
     spec = {
         "inputs": inputs, "proj": row.proj, "head_dim": head_dim, "head_params": head_params,
         "channel_params": channel_params, "channel_modules": channel_modules,
-        "heads": [p for p in row.heads if _get_value(module, p) is not None],
-        "channels": [p for p in row.channels if _get_value(module, p) is not None],
+        "heads": [p for p in row.heads if surgery.lookup(module, p) is not None],
+        "channels": [p for p in row.channels if surgery.lookup(module, p) is not None],
     }  # fmt: skip
     return AttentionSite(name, module, proj, head_dim, spec,
                          f"{row.library}/{type(module).__name__}", value,
@@ -308,7 +299,7 @@ def find_attention_sites_and_problems(model: nn.Module) -> tuple[list[AttentionS
         rows = attention_rows_for(library, kind, type(module).__module__)
         reasons = []
         for row in rows:
-            if row.when and _get_value(module, row.when) is None:
+            if row.when and surgery.lookup(module, row.when) is None:
                 continue  # refused only where that part is present
             site = _match_attention(row, module, name)
             if isinstance(site, AttentionSite):

@@ -60,12 +60,7 @@ def apply_heads(
     if not heads:
         return
     sites = {site.name: site for site in find_attention_sites(model)}
-    unknown = sorted(set(heads) - set(sites))
-    if unknown:
-        raise CheckpointError(
-            f"{where}: recorded heads are for attention modules {unknown[:3]} that this "
-            "architecture does not have"
-        )
+    _refuse_unknown(heads, sites, "heads are for attention modules", where)
     for name, count in heads.items():
         site = sites[name]
         if not 1 <= count <= site.num_heads:
@@ -76,6 +71,14 @@ def apply_heads(
             site.shrink_heads(count)
             if (proj_bias or {}).get(name):
                 ensure_bias(site.proj)
+
+
+def _refuse_unknown(recorded: Mapping[str, int], sites: Mapping, what: str, where: str) -> None:
+    unknown = sorted(set(recorded) - set(sites))
+    if unknown:
+        raise CheckpointError(
+            f"{where}: recorded {what} {unknown[:3]} that this architecture does not have"
+        )
 
 
 def apply_widths(
@@ -94,12 +97,7 @@ def apply_widths(
             widths out of range, or widths that disagree with ``weight_shapes``.
     """
     sites = {site.name: site for site in find_mlp_sites(model)}
-    unknown = sorted(set(widths) - set(sites))
-    if unknown:
-        raise CheckpointError(
-            f"{where}: recorded widths are for MLPs {unknown[:3]} that this architecture "
-            "does not have"
-        )
+    _refuse_unknown(widths, sites, "widths are for MLPs", where)
     # MLPs without a recorded width keep their full width: older versions knew fewer
     # layouts (0.2 did not prune attention-pool MLPs); their weights are checked at load.
     fc_names = {id(m): n for n, m in model.named_modules()}

@@ -11,6 +11,8 @@ from ..core.criteria import CRITERIA
 from ..io.model_specs import MODEL_SPEC_HELP
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
+# calibration images on which `prune --heads` tries each weight of heads against neurons
+PROBE_IMAGES = 256
 _CONFIG_HELP = {f.name: f.metadata["help"] for f in fields(PruningConfig)}
 
 
@@ -127,15 +129,26 @@ def add_covariance_fraction(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
-    """The :class:`~vbprune.PruningConfig` options, with the config's own help texts."""
-    group = parser.add_argument_group("pruning (vbprune.PruningConfig)")
-    group.add_argument("--ratio", type=float, required=True, help=_CONFIG_HELP["ratio"])
+    """The :class:`~vbprune.PruningConfig` options, with the config's own help texts
+    (exactly one of ``--ratio``, ``--target-macs``, ``--target-params`` is needed; a
+    missing or second one is refused by :func:`pruning_config`, in one line)."""
+    group = parser.add_argument_group(
+        "pruning (vbprune.PruningConfig; give one of --ratio, --target-macs, --target-params)"
+    )
+    group.add_argument("--ratio", type=float, help=_CONFIG_HELP["ratio"])
+    group.add_argument("--target-macs", type=float, metavar="F", help=_CONFIG_HELP["target_macs"])
+    group.add_argument(
+        "--target-params", type=float, metavar="F", help=_CONFIG_HELP["target_params"]
+    )
+    group.add_argument(
+        "--heads", action="store_true",
+        help=_CONFIG_HELP["heads"] + " (--stats must come from `vbprune calibrate --heads`)",
+    )  # fmt: skip
+    group.add_argument("--head-weight", type=float, metavar="W", help=_head_weight_help())
     group.add_argument("--scope", choices=SCOPES, default="global", help=_CONFIG_HELP["scope"])
     group.add_argument("--round-to", type=int, default=1, help=_CONFIG_HELP["round_to"])
     group.add_argument("--min-keep", type=int, default=1, help=_CONFIG_HELP["min_keep"])
-    group.add_argument(
-        "--criterion", choices=list(CRITERIA), default="variance", help=_CONFIG_HELP["criterion"]
-    )
+    group.add_argument("--criterion", choices=list(CRITERIA), help=_CONFIG_HELP["criterion"])
     group.add_argument(
         "--compensate",
         nargs="?",
@@ -154,20 +167,51 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _head_weight_help() -> str:
+    """The config's help of ``head_weight``, saying which images the command tries it on."""
+    text = _CONFIG_HELP["head_weight"]
+    images = (f"on up to {PROBE_IMAGES} images of the calibration split of --dataset; with "
+              "--stats and no --dataset, ")  # fmt: skip
+    if "given images; else " in text:
+        return text.replace("given images; else ", images)
+    return text + f" (tried {images}the default)"
+
+
+def _option(name: str) -> str:
+    """``target_macs`` -> ``--target-macs``: a config field as typed."""
+    return f"--{name.replace('_', '-')}"
+
+
 def pruning_config(args: argparse.Namespace) -> PruningConfig:
     """The validated :class:`~vbprune.PruningConfig` of parsed pruning arguments; an
-    error names the option as typed (``--round-to``, not ``round_to``)."""
+    error names the option as typed (``--round-to``, not ``round_to``).
+
+    Raises:
+        ConfigError: none or several of ``--ratio``, ``--target-macs``,
+            ``--target-params``; ``--head-weight`` without ``--heads``; a value out of
+            range.
+    """
+    from ..core.config import BUDGETS
     from ..core.errors import ConfigError, OptionTypeError
 
+    given = [_option(name) for name in BUDGETS if getattr(args, name, None) is not None]
+    if len(given) != 1:
+        raise ConfigError(
+            f"give exactly one of {', '.join(_option(name) for name in BUDGETS)}"
+            + (f" (got {' and '.join(given)})" if given else "")
+        )
+    if args.head_weight is not None and not args.heads:
+        raise ConfigError("--head-weight weighs heads against neurons: it needs --heads")
     try:
         return PruningConfig(
-            ratio=args.ratio, scope=args.scope, min_keep=args.min_keep,
-            round_to=args.round_to, compensate=args.compensate, criterion=args.criterion,
-            seed=args.seed,
+            ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
+            heads=args.heads, head_weight=args.head_weight, scope=args.scope,
+            min_keep=args.min_keep, round_to=args.round_to, compensate=args.compensate,
+            criterion=args.criterion, seed=args.seed,
         )  # fmt: skip
     except (ConfigError, OptionTypeError) as error:
         message = str(error)
         field = message.split(" ", 1)[0]
         if field in _CONFIG_HELP:  # "round_to must be ..." -> "--round-to must be ..."
-            message = f"--{field.replace('_', '-')}" + message[len(field) :]
+            message = _option(field) + message[len(field) :]
         raise type(error)(message) from None

@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also record every MLP's covariance, for --compensate ls (H^2 float64 per "
         "MLP: DeiT-B takes 906 MB)",
     )
+    parser.add_argument(
+        "--heads",
+        action="store_true",
+        help="also record every attention's output-projection input (its heads' "
+        "outputs), for `vbprune prune --heads`",
+    )
     add_covariance_fraction(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
@@ -31,14 +37,19 @@ def run(args: argparse.Namespace) -> int:
     """Statistics of every MLP, merged over processes, written to ``--output``."""
     return calibrate_statistics(
         ModelOptions.from_args(args), DataOptions.from_args(args), OutputOptions.from_args(args),
-        covariance=args.covariance,
+        covariance=args.covariance, heads=args.heads,
     )  # fmt: skip
 
 
 def calibrate_statistics(
-    model_options: ModelOptions, data: DataOptions, out: OutputOptions, covariance: bool
+    model_options: ModelOptions,
+    data: DataOptions,
+    out: OutputOptions,
+    covariance: bool,
+    heads: bool = False,
 ) -> int:
-    """Check the output file, load the model, calibrate, write the statistics."""
+    """Check the output file, load the model, calibrate (the attention sites too with
+    ``heads``), write the statistics."""
     from ..io.folders import check_parents
     from .runtime import calibrate, make_accelerator, prepare_model
 
@@ -50,9 +61,12 @@ def calibrate_statistics(
     if output.exists() and not out.overwrite:  # before the calibration, not after
         raise OutputExistsError(f"--output {output} exists (pass --overwrite to replace it)")
     model = prepare_model(model_options, accelerator)
-    stats, info = calibrate(data, model, accelerator, covariance=covariance)
+    stats, info = calibrate(data, model, accelerator, covariance=covariance, heads=heads)
     if accelerator.is_main_process:
         stats.save(output)
-        print(f"wrote statistics of {len(stats)} MLPs ({info['seconds']} s) to {output}")
+        attention = info.get("attention_sites", 0)
+        sites = f"{len(stats) - attention} MLPs" + (
+            f" and {attention} attentions" if attention else "")  # fmt: skip
+        print(f"wrote statistics of {sites} ({info['seconds']} s) to {output}")
     accelerator.wait_for_everyone()
     return 0

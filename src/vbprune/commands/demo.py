@@ -2,18 +2,25 @@
 
 A tiny ViT trained on scikit-learn's bundled digits (trained on first use, cached) is
 calibrated, pruned with VBP's mean fold and, side by side, with least-squares
-compensation, compared with pruning without compensation and with random selection,
-distilled briefly, evaluated and saved with its model card, all in one output folder.
+compensation, compared with pruning without compensation and with random selection
+(and with pruning attention heads too, to the same MACs), distilled briefly, evaluated
+and saved with its model card, all in one output folder.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from ..core.compensation import COMPENSATIONS
 from ..core.config import PruningConfig
 from ..core.criteria import CRITERIA
-from .arguments import positive_int
+from .arguments import PROBE_IMAGES, positive_int
+
+if TYPE_CHECKING:  # the parser is built without torch
+    from torch import Tensor, nn
+
+    from ..core.statistics import ActivationStats
 
 HELP = "prune and recover a ViT trained on digits (no download)"
 
@@ -31,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=list(COMPENSATIONS),
         default="mean",
         help="the compensation of the saved model (mean: VBP, the paper)",
+    )
+    p.add_argument(
+        "--heads",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add a row pruning attention heads with the MLP neurons, to the MACs of the "
+        "saved model (least squares; the weight of heads chosen on calibration images)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
 
@@ -51,11 +65,40 @@ def variants(config: PruningConfig) -> list[PruningConfig]:
 
 
 def label(config: PruningConfig) -> str:
-    """``variance, mean fold (VBP)``: a row's name."""
+    """``variance, mean fold (VBP)``: a row's name (``heads + MLP, fluctuation, least
+    squares (same MACs)`` for attention heads pruned too)."""
     name = f"{CRITERIA[config.criterion].label}, {COMPENSATIONS[config.compensate].label}"
+    if config.heads:
+        return f"heads + MLP, {name} (same MACs)"
     return name + (
         " (VBP)" if (config.criterion, config.compensate) == ("variance", "mean") else ""
     )
+
+
+def heads_variant(
+    model: nn.Module, original: nn.Module, stats: ActivationStats, images: Tensor
+) -> tuple[PruningConfig, dict[str, Any]]:
+    """A copy of ``original`` with attention heads and MLP neurons pruned together (least
+    squares, the config's default criterion) to the share of MACs ``model`` kept, the
+    weight of heads chosen on ``images``: its config, and the facts the report records
+    (with the pruned copy under ``"model"``)."""
+    import copy
+
+    from ..evaluation.counting import count_macs
+    from ..pruning import prune_model
+
+    dense = count_macs(original)
+    config = PruningConfig(target_macs=round(count_macs(model) / dense, 4), heads=True,
+                           compensate="ls")  # fmt: skip
+    pruned = copy.deepcopy(original)
+    result = prune_model(pruned, stats, config=config, images=images)
+    facts = {
+        "model": pruned, "heads": True, "target_macs": config.target_macs,
+        "macs": count_macs(pruned), "heads_kept": sum(result.heads.values()),
+        "heads_total": sum(result.original_heads.values()),
+        "head_weight": result.budget.get("head_weight"),
+    }  # fmt: skip
+    return config, facts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,13 +123,19 @@ def run(args: argparse.Namespace) -> int:
         original = trained_digits_vit(train_x, train_y)
         calibration = train_x[: args.num_samples] if args.num_samples else train_x
         # with the covariance for least squares: 4 MLPs of 256 neurons, 2 MB
-        stats = VarianceCalibrator(original, covariance=True).run(calibration.split(256))
+        calibrator = VarianceCalibrator(original, covariance=True, heads=args.heads)
+        stats = calibrator.run(calibration.split(256))
         stats.save(out / "stats.safetensors")
-        models, pruned = {}, {}
+        models, pruned, extra = {}, {}, {}
         for setting in variants(config):
             models[setting] = copy.deepcopy(original)
             prune_model(models[setting], stats, config=setting)
             pruned[setting] = accuracy(models[setting], test_x, test_y)
+        if args.heads:  # the same MACs as the saved model, heads pruned too
+            setting, extra_facts = heads_variant(models[config], original, stats,
+                                                 calibration[:PROBE_IMAGES])  # fmt: skip
+            models[setting] = extra_facts.pop("model")
+            pruned[setting], extra[setting] = accuracy(models[setting], test_x, test_y), extra_facts
         best = max(pruned, key=pruned.get)  # distilled too: the best right after pruning
         distilled = {}
         for setting in dict.fromkeys([paper, config, best]):
@@ -104,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 "top1_after_distillation": distilled[config],
                 "variants": [
                     {"label": label(s), "criterion": s.criterion, "compensate": s.compensate,
-                     "top1_after_pruning": top1,
+                     "top1_after_pruning": top1, **extra.get(s, {}),
                      **({"top1_after_distillation": distilled[s]} if s in distilled else {})}
                     for s, top1 in pruned.items()
                 ],
@@ -123,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             },
         )
         (out / "report.json").write_text(json.dumps(report, indent=2))
-        table = _table(report, config, before, pruned, distilled)
+        table = _table(report, config, before, pruned, distilled, extra)
         (out / "summary.md").write_text(table)
     print(table)
     print(f"wrote {args.output}")
@@ -152,12 +201,22 @@ def _distill(student, teacher, train_x, train_y, epochs: int) -> None:
         readable_output(trainer, bars=False, lines=False).train()  # the table says it all
 
 
-def _table(report, saved: PruningConfig, before: float, pruned: dict, distilled: dict) -> str:
+def _table(
+    report, saved: PruningConfig, before: float, pruned: dict, distilled: dict, extra: dict
+) -> str:
     import textwrap
 
     params, macs = report["params"], report["macs"]
     percent = lambda top1: f"{100 * top1:.1f} %"  # noqa: E731
-    rows = [(label(s), percent(top1), percent(distilled[s]) if s in distilled else "")
+
+    def name(setting: PruningConfig) -> str:
+        facts = extra.get(setting)
+        if facts is None:
+            return label(setting)
+        return (label(setting)[: -len(")")] + f"; {facts['heads_kept']} of "
+                f"{facts['heads_total']} heads kept)")  # fmt: skip
+
+    rows = [(name(s), percent(top1), percent(distilled[s]) if s in distilled else "")
             for s, top1 in pruned.items()]  # fmt: skip
     lines = [
         f"VBP on a digits ViT: {100 * report['pruning']['ratio']:g} % of MLP neurons removed "
@@ -172,7 +231,7 @@ def _table(report, saved: PruningConfig, before: float, pruned: dict, distilled:
         f"MACs {macs['before'] / 1e6:.2f} M -> {macs['after'] / 1e6:.2f} M "
         f"(saved: {label(saved)})",
     ]
-    by_method = {(s.criterion, s.compensate): top1 for s, top1 in pruned.items()}
+    by_method = {(s.criterion, s.compensate): top1 for s, top1 in pruned.items() if not s.heads}
     fold, no_fold = by_method.get(("variance", "mean")), by_method.get(("variance", "none"))
     if fold is not None and no_fold is not None and no_fold > fold:
         note = (

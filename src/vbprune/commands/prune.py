@@ -1,5 +1,9 @@
 """``vbprune prune``: calibrate (or read statistics), prune, write the model and a report.
 
+``--ratio`` removes a share of the MLP neurons; ``--target-macs``/``--target-params``
+prune to a share of the dense model's MACs/parameters, and ``--heads`` takes attention
+heads too (the report records the heads and the budget asked for and achieved).
+
 Output folder: ``model/`` (the pruned model with its card), ``stats.safetensors``,
 ``plan.json`` (replayable with ``vbprune.apply_plan``) and ``report.json``; it appears
 complete or not at all.
@@ -11,7 +15,7 @@ import argparse
 import time
 from typing import Any
 
-from ..core.config import PruningConfig
+from ..core.config import BUDGETS, PruningConfig
 from ..core.errors import ConfigError
 from .arguments import (
     add_covariance_fraction,
@@ -42,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prune ``--model`` by ``--ratio``; every input is checked before the long work."""
+    """Prune ``--model`` by ``--ratio`` (or to ``--target-macs``/``--target-params``);
+    every input is checked before the long work."""
     return prune(
         ModelOptions.from_args(args), DataOptions.from_args(args), pruning_config(args),
         OutputOptions.from_args(args), stats_file=args.stats, eval_split=args.eval_split,
@@ -59,14 +64,21 @@ def prune(
     eval_split: str | None = None,
     eval_samples: int | None = None,
 ) -> int:
-    """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push."""
-    from ..architectures import find_mlp_sites
+    """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push.
+
+    With ``config.heads`` the statistics must cover the attention sites (calibrated with
+    them, or a file from ``vbprune calibrate --heads``); with ``data.dataset`` up to
+    :data:`~.arguments.PROBE_IMAGES` calibration images choose the weight of heads
+    against neurons (KL to the dense logits), without it the default weight is used.
+    """
     from ..core.statistics import ActivationStats
-    from ..core.validation import check_statistics
     from ..io.folders import check_output_directory
     from ..io.model_specs import record_spec
+    from ..planning.budget import check_budget
+    from ..planning.steps import model_sites, site_units
     from ..pruning import prune_model
-    from .runtime import calibrate, image_loader, make_accelerator, prepare_model
+    from .arguments import PROBE_IMAGES
+    from .runtime import calibrate, image_loader, make_accelerator, prepare_model, probe_images
 
     if stats_file is None and data.dataset is None:
         raise ConfigError("give --stats FILE or --dataset D to calibrate on")
@@ -76,7 +88,9 @@ def prune(
                                                        data.dataset])  # fmt: skip
     accelerator = make_accelerator()
     model = prepare_model(model_options, accelerator)
-    sites = find_mlp_sites(model)
+    # with heads, a model whose attention cannot lose heads is refused here
+    sites, others = model_sites(model, config.heads)
+    check_budget(model, sites, config)  # a budget out of reach: before calibrating
     eval_loader = None
     if eval_split is not None:  # checked now, not after an hour of calibration
         eval_loader = image_loader(data, model, accelerator, eval_split, eval_samples, True)
@@ -84,11 +98,19 @@ def prune(
         stats = ActivationStats.load(stats_file)
         need = config.covariance_need()  # as typed: --criterion obs
         need = need and f"--{need} {getattr(config, need)}"
-        # before any work: a file of another model, or without the covariance, fails here
-        check_statistics(stats, {site.name: site.width for site in sites}, need)
+        # before any work: a file of another model, without the covariance or (with
+        # --heads) without the attention sites fails here
+        site_units(sites, stats, need, required=True, others=others)
         calibration = {"stats_file": str(stats_file)}
     else:
-        stats, calibration = calibrate(data, model, accelerator, config.needs_covariance)
+        stats, calibration = calibrate(
+            data, model, accelerator, config.needs_covariance, heads=config.heads
+        )
+    images = None  # with heads and no weight given: the weight chosen by KL on them
+    if config.heads and config.head_weight is None and data.dataset is not None:
+        images = probe_images(data, model, PROBE_IMAGES)
+        calibration["head_weight_images"] = len(images)
+        images = images if len(images) else None
 
     report = _measure(model, {"model": record_spec(model_options.model),
                               "pruning": config.to_dict(), "calibration": calibration})  # fmt: skip
@@ -103,12 +125,17 @@ def prune(
     start = time.perf_counter()
     # with covariance, the report says how much of each fc2's output the removal loses
     diagnose = all(entry.c2 is not None for entry in stats.values())
-    result = prune_model(model, stats, config=config, diagnose=diagnose)
+    result = prune_model(model, stats, config=config, diagnose=diagnose, images=images)
     report["timings"]["prune_s"] = round(time.perf_counter() - start, 4)
     _measure(model, report, "after")
     report["num_pruned"] = result.num_pruned
     report["original_widths"] = result.original_widths
     report["widths"] = result.widths
+    if result.heads:  # heads per attention site, before and after
+        report["original_heads"] = result.original_heads
+        report["heads"] = result.heads
+    if result.budget:  # measure, asked, target, predicted, achieved, head_weight (kl)
+        report["budget"] = dict(result.budget)
     # a hidden LayerNorm/GRN couples the neurons there: the mean fold is approximate
     report["approximate_sites"] = result.approximate_sites
     if result.lost_variance:  # with covariance: how much of each fc2's output is lost
@@ -171,11 +198,32 @@ def _write_outputs(out: OutputOptions, model, stats, result, report, metadata) -
 
 def _summary(report: dict[str, Any], output: str) -> str:
     params, macs, pruning = report["params"], report["macs"], report["pruning"]
+    asked = ", ".join(f"{name} {pruning[name]:g}" for name in BUDGETS if name in pruning)
+    removed = f"{report['num_pruned']} MLP neurons"
+    if "heads" in report:
+        was, now = sum(report["original_heads"].values()), sum(report["heads"].values())
+        removed += f" and {was - now} of {was} attention heads"
     lines = [
-        f"pruned {report['num_pruned']} MLP neurons ({pruning['scope']}, ratio {pruning['ratio']})",
+        f"pruned {removed} ({pruning['scope']}, {asked}, criterion {pruning['criterion']})",
         f"params {params['before'] / 1e6:.2f} M -> {params['after'] / 1e6:.2f} M, "
         f"MACs {macs['before'] / 1e9:.3f} G -> {macs['after'] / 1e9:.3f} G",
     ]
+    budget = report.get("budget") or {}
+    if budget.get("achieved") is not None:
+        what = "MACs" if budget.get("measure") == "macs" else "params"
+        asked = budget.get("asked")  # None: a ratio with heads, its MACs as the target
+        target = f"{asked:g}" if asked is not None else f"{budget.get('target', 0):.4g}"
+        of_ratio = "" if asked is not None else f" (what ratio {pruning.get('ratio')} removes)"
+        line = (f"budget: {target} of the dense model's {what} asked{of_ratio}, "
+                f"{budget['achieved']:.4g} kept")  # fmt: skip
+        if budget.get("head_weight") is not None:
+            how = (
+                "chosen by KL on calibration images" if budget.get("kl")
+                else "--head-weight" if "head_weight" in pruning
+                else "the default: no --dataset images to choose it on"
+            )  # fmt: skip
+            line += f"; heads weighed {budget['head_weight']:g} against neurons ({how})"
+        lines.append(line)
     if "accuracy" in report:
         acc = report["accuracy"]
         lines.append(

@@ -114,17 +114,21 @@ def check_label_count(dataset, label_column: str, model: torch.nn.Module, what: 
 
 
 def calibrate(
-    data: DataOptions, model: torch.nn.Module, accelerator: Accelerator, covariance: bool
+    data: DataOptions,
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    covariance: bool,
+    heads: bool = False,
 ) -> tuple[ActivationStats, dict[str, Any]]:
     """Statistics of ``model`` on the data's split (with the covariance, on its
-    ``covariance_fraction`` of the tokens, when ``covariance``), and what the report
-    records."""
+    ``covariance_fraction`` of the tokens, when ``covariance``; of the attention sites
+    too, for pruning heads, when ``heads``), and what the report records."""
+    calibrator = VarianceCalibrator(  # with heads, a model whose heads cannot go fails here
+        model, accelerator=accelerator, covariance=covariance,
+        covariance_fraction=data.covariance_fraction, seed=data.seed, heads=heads,
+    )  # fmt: skip
     loader = image_loader(data, model, accelerator, data.split, data.num_samples, labels=False)
     start = time.perf_counter()
-    calibrator = VarianceCalibrator(
-        model, accelerator=accelerator, covariance=covariance,
-        covariance_fraction=data.covariance_fraction, seed=data.seed,
-    )  # fmt: skip
     stats = calibrator.run(loader)
     seconds = time.perf_counter() - start
     first = next(iter(stats.values()))
@@ -139,6 +143,8 @@ def calibrate(
         "seconds": round(seconds, 3),
         "images": loader.images,  # this process's
     }
+    if heads:  # reports of MLP-only calibrations read as before
+        info["attention_sites"] = sum(site.kind == "attention" for site in calibrator.sites)
     skipped = loader.report()
     if skipped:
         info["skipped_images"] = skipped
@@ -146,3 +152,25 @@ def calibrate(
         print(f"calibrated on {loader.images} images ({data.split} of {data.dataset}"
               + (", this process" if accelerator.num_processes > 1 else "") + ")")  # fmt: skip
     return stats, info
+
+
+def probe_images(data: DataOptions, model: torch.nn.Module, count: int) -> torch.Tensor:
+    """Up to ``count`` preprocessed images of the calibration split, drawn with the
+    calibration's seed (so among its images), on the CPU: the same on every process (not
+    sharded), so every process makes the same choice on them (``prune --heads``)."""
+    wanted = count if data.num_samples is None else min(count, data.num_samples)
+    dataset = load_image_dataset(
+        data.dataset, data.split, image_column=data.image_column, label_column=None,
+        num_samples=wanted, streaming=data.streaming, shuffle_seed=data.seed,
+    )  # fmt: skip
+    dataset = undecoded(dataset, data.image_column)
+    collate = ImageCollator(image_transform(model), data.image_column, None,
+                            skip_bad_images=data.skip_bad_images)  # fmt: skip
+    batches, total = [], 0
+    for batch in make_loader(dataset, collate, min(data.batch_size, wanted), data.num_workers):
+        pixels = batch["pixel_values"][: wanted - total]
+        batches.append(pixels)
+        total += len(pixels)
+        if total >= wanted:
+            break
+    return torch.cat(batches) if batches else torch.empty(0)

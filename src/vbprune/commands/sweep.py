@@ -2,8 +2,9 @@
 
 One calibration (with covariance), then pruning at many ratios with variance, random,
 weight-magnitude and OBS selection, each with the mean fold, without it and with
-least-squares compensation (:func:`vbprune.evaluation.sweep.sweep`); writes
-``sweep.png``, ``sweep.md`` and ``sweep.json``.
+least-squares compensation (:func:`vbprune.evaluation.sweep.sweep`); with
+``--target-macs``/``--heads``, pruning to shares of the MACs with MLP neurons only and with
+attention heads too; writes ``sweep.png``, ``sweep.md`` and ``sweep.json``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import argparse
 from ..core.compensation import COMPENSATIONS
 from ..core.config import PruningConfig
 from ..core.criteria import CRITERIA
-from .arguments import add_covariance_fraction
+from .arguments import PROBE_IMAGES, add_covariance_fraction
 
 HELP = "accuracy vs size over ratios and criteria (digits)"
+HEADS_TARGETS = (0.7, 0.5, 0.4, 0.3)  # the MAC budgets of --heads without --target-macs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=list(COMPENSATIONS), help="compensations to compare")  # fmt: skip
     p.add_argument("--output", default="vbprune-sweep", help="folder for sweep.png and the table")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    p.add_argument("--target-macs", type=float, nargs="+", metavar="F", default=[],
+                   help="also prune to these shares of the MACs kept, in (0, 1] (MLP neurons "
+                   "only; with --heads, attention heads with them too)")  # fmt: skip
+    p.add_argument("--heads", action="store_true",
+                   help="add the curve of heads + MLP neurons against the MACs kept (at "
+                   f"--target-macs; default {' '.join(map(str, HEADS_TARGETS))}), the "
+                   f"weight of heads chosen on {PROBE_IMAGES} training images")  # fmt: skip
+    p.add_argument("--budget-compensate", choices=list(COMPENSATIONS), default="ls",
+                   help="the compensation of the --target-macs/--heads rows")  # fmt: skip
     add_covariance_fraction(p)
 
 
@@ -41,18 +52,23 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.sweep import plot, sweep, table
     from ..io.folders import atomic_directory
 
-    for ratio in args.ratios:  # every ratio checked before the work
+    targets = args.target_macs or (list(HEADS_TARGETS) if args.heads else [])
+    for ratio in args.ratios:  # every ratio and budget checked before the work
         PruningConfig(ratio)
+    for target in targets:
+        PruningConfig(target_macs=target, heads=args.heads, compensate=args.budget_compensate)
     train_x, train_y, test_x, test_y = load_digits_tensors()
     model = trained_digits_vit(train_x, train_y)
     # once, for every ratio; the covariance (4 MLPs of 256) for least squares
     calibrator = VarianceCalibrator(
-        model, covariance=True, covariance_fraction=args.covariance_fraction
+        model, covariance=True, covariance_fraction=args.covariance_fraction, heads=args.heads
     )
     stats = calibrator.run(train_x.split(256))
     score = lambda m: accuracy(m, test_x, test_y)  # noqa: E731
     rows = sweep(model, stats, args.ratios, score, input_size(model), criteria=args.criteria,
-                 folds=args.compensations)  # fmt: skip
+                 folds=args.compensations, target_macs=targets, heads=args.heads,
+                 images=train_x[:PROBE_IMAGES] if args.heads else None,
+                 budget_compensate=args.budget_compensate)  # fmt: skip
     with atomic_directory(args.output, overwrite=args.overwrite) as out:
         plot(rows, out / "sweep.png")
         (out / "sweep.md").write_text(table(rows))

@@ -195,8 +195,9 @@ def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
     return module, name
 
 
-def _present(root: nn.Module, path: str):
-    """What ``path`` names below ``root``, or ``None`` when a part is missing."""
+def lookup(root: nn.Module, path: str):
+    """What the dotted ``path`` names below ``root`` (a module, parameter, buffer or
+    attribute), or ``None`` when a part is missing."""
     value = root
     for part in path.split("."):
         value = getattr(value, part, None)
@@ -228,7 +229,7 @@ def shrink_attention(module: nn.Module, spec: Mapping, keep_heads: Tensor) -> No
     Raises:
         ValueError: a layer whose size is not a whole number of blocks of channels.
     """
-    proj = _present(module, spec["proj"])
+    proj = lookup(module, spec["proj"])
     head_dim = int(spec["head_dim"])
     width = int(proj.weight.shape[1])
     num_heads = width // head_dim
@@ -241,13 +242,13 @@ def shrink_attention(module: nn.Module, spec: Mapping, keep_heads: Tensor) -> No
         return size // width
 
     for path in spec.get("inputs", ()):
-        layer = _present(module, path)
+        layer = lookup(module, path)
         if layer is not None:
             count = blocks(int(layer.weight.shape[0]), path)
             keep_outputs(layer, head_channels(keep_heads, head_dim, num_heads, count))
     keep_inputs(proj, channels)
     for path in spec.get("channel_params", ()):
-        value = _present(module, path)
+        value = lookup(module, path)
         if value is None:
             continue
         parent, name = _parent(module, path)
@@ -258,11 +259,11 @@ def shrink_attention(module: nn.Module, spec: Mapping, keep_heads: Tensor) -> No
         else:
             _replace_buffer(parent, name, sliced)
     for path in spec.get("channel_modules", ()):
-        channel_module = _present(module, path)
+        channel_module = lookup(module, path)
         if channel_module is not None and not isinstance(channel_module, nn.Identity):
             keep_channels(channel_module, channels, width)
     for path, dim in spec.get("head_params", ()):
-        value = _present(module, path)
+        value = lookup(module, path)
         if value is None:
             continue
         parent, name = _parent(module, path)

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..architectures import model_backend
-from ..architectures.widths import apply_widths
+from ..architectures.widths import apply_heads, apply_widths
 from ..core.errors import HubError, MissingInputError, UnsupportedModelError
 from .folders import atomic_directory, is_local_path, is_timm_config, read_model_config
 from .hf_format import build_hf, check_hf_config, load_hf, save_hf
@@ -150,8 +150,9 @@ def from_pretrained(
 def build_architecture(path_or_repo_id: str | Path, revision: str | None = None) -> nn.Module:
     """The architecture of a model saved by :func:`save_pretrained`, with random weights.
 
-    A pruned model is built with its recorded MLP widths, so its shapes, parameter count
-    and MACs are those of the saved model; no weights are read (for sizing and latency).
+    A pruned model is built with its recorded MLP widths (and heads), so its shapes,
+    parameter count and MACs are those of the saved model (output-projection biases made
+    by the fold aside); no weights are read (for sizing and latency).
 
     Raises:
         MissingInputError: no ``config.json``.
@@ -163,6 +164,7 @@ def build_architecture(path_or_repo_id: str | Path, revision: str | None = None)
         model, section = build_timm(folder, config)
         if section is not None:
             apply_widths(model, section["widths"], where=str(folder))
+            apply_heads(model, section.get("heads") or {}, where=str(folder))
         return model.eval()
     check_hf_config(config, str(path_or_repo_id))
     return build_hf(folder)

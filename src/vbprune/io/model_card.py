@@ -46,11 +46,61 @@ def _pruned_percent(original: Mapping[str, int], widths: Mapping[str, int], rati
 
 def _title(repo_id: str, base_model: str, pruned: str) -> str:
     """The card's title: a Hub id as given; for a local save (a folder named ``model``,
-    say) the base model's name and how much was pruned."""
+    say) the base model's name and how much was pruned (``pruned``: ``"50 % of MLP
+    neurons removed"``, ``"30.0 % of MACs kept"``)."""
     if "/" in repo_id:
         return repo_id
     name = base_model.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1] or repo_id
-    return f"{name}, {pruned} of MLP neurons removed (VBP)"
+    return f"{name}, {pruned} (VBP)"
+
+
+_MEASURES = {"macs": "MACs", "params": "parameters"}
+
+
+def _budget_texts(
+    pruning: Mapping[str, Any], budget: Mapping[str, Any], heads: bool
+) -> tuple[str, str | None]:
+    """What was asked, for the method's sentence (``ratio 0.5`` as before for a plain
+    ratio), and a line on the budget asked for and achieved (``None`` without one)."""
+    ratio = pruning.get("ratio")
+    measure = next((m for m in _MEASURES if pruning.get(f"target_{m}") is not None), None)
+    if measure is None:  # a ratio, with heads: the MACs it saves, from neurons and heads
+        asked = f"ratio {ratio}" + (", the MACs it saves taken from neurons and heads" * heads)
+    else:
+        share, what = pruning[f"target_{measure}"], _MEASURES[measure]
+        asked = (f"{'attention heads included, ' if heads else ''}per {what[:-1]} saved, "
+                 f"down to {100 * share:g} % of the {what}")  # fmt: skip
+    if budget.get("achieved") is None:
+        return asked, None
+    what = _MEASURES.get(budget.get("measure"), "MACs")
+    line = (f"Budget: {100 * budget.get('target', 0):.4g} % of the original {what} asked for, "
+            f"{_percent(budget['achieved'])} kept (counted on the pruned model)")  # fmt: skip
+    if budget.get("head_weight") is not None:
+        how = (" (chosen among several by the KL divergence of the pruned logits from the "
+               "original ones on calibration images)" if budget.get("kl") else "")  # fmt: skip
+        line += f"; heads weighed {budget['head_weight']:g} against neurons{how}"
+    return asked, line + "."
+
+
+def _heads_texts(report: Mapping[str, Any], section: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's lines on attention heads, when heads were pruned (``heads_summary``:
+    ``blocks.0.attn: 3/6, ...``, kept / original); empty for an MLP-only model."""
+    heads = dict(section.get("heads") or report.get("heads") or {})
+    original = dict(report.get("original_heads") or {})
+    if not heads:
+        return {}
+    before = sum(original.get(name, 0) for name in heads) if original else None
+    after = sum(heads.values())
+    return {
+        "heads_summary": ", ".join(
+            f"{name}: {kept}/{original[name]}" if name in original else f"{name}: {kept}"
+            for name, kept in heads.items()
+        ),
+        "num_attentions": len(heads),
+        "heads_before": before if before is not None else "?",
+        "heads_after": after,
+        "heads_removed": before - after if before is not None else None,
+    }
 
 
 def _criterion_text(name: str) -> str:
@@ -147,16 +197,28 @@ def render_model_card(
     speedup = section.get("speedup") or {}
     total_before, total_after = sum(original.values()), sum(widths.values())
     ratio = pruning.get("ratio")
+    heads = _heads_texts(report, section)
+    asked, budget_line = _budget_texts(pruning, report.get("budget") or {}, bool(heads))
+    pruned = f"{_pruned_percent(original, widths, ratio)} of MLP neurons"
+    if heads.get("heads_removed") is not None:
+        pruned += f" and {heads['heads_removed']} heads"
+    pruned += " removed"
+    if ratio is None and macs.get("before") and macs.get("after") is not None:
+        kept = _percent(macs["after"] / macs["before"])
+        pruned = f"{kept} of MACs kept" + (", heads pruned" if heads else "")
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
-        model_name=_title(repo_id, base_model, _pruned_percent(original, widths, ratio)),
+        model_name=_title(repo_id, base_model, pruned),
         repo_id=repo_id,
         base_model=base_model,
         library_name=library_name,
         auto_classes=list(auto_classes),
         library_version=section.get("library_version", ""),
         ratio=ratio,
+        asked=asked,
+        budget_line=budget_line,
+        **heads,
         scope=pruning.get("scope", "unknown"),
         criterion_text=_criterion_text(pruning.get("criterion", "variance")),
         compensation_text=_compensation_text(pruning.get("compensate", "mean")),

@@ -28,6 +28,30 @@ from ..core.units import SiteUnits
 from .steps import Site, apply_checked, model_sites, progress
 
 
+def _terms(model: nn.Module, sites: list[Site], config: PruningConfig):
+    """``(measure, its name, cost per unit by site, the model's total, min_keep by
+    site)`` of the budget ``config`` states."""
+    costs = unit_costs(model, sites)
+    measure = "params" if config.target_params is not None else "macs"
+    what = "parameters" if measure == "params" else "MACs"
+    min_keep = {site.name: config.min_keep if site.kind == "mlp" else 1 for site in sites}
+    return measure, what, costs[measure], float(costs["total"][measure]), min_keep
+
+
+def check_budget(model: nn.Module, sites: list[Site], config: PruningConfig) -> None:
+    """Refuse a ``target_macs``/``target_params`` out of reach before any statistics are
+    collected (the costs need one counted forward, no data); a ratio passes.
+
+    Raises:
+        ConfigError: naming the reachable minimum, as :func:`vbprune.prune_model` would.
+    """
+    if config.ratio is not None:  # a ratio's target (with heads) depends on the scores
+        return
+    _, what, per, total, min_keep = _terms(model, sites, config)
+    units = {site.name: site.units() for site in sites}
+    check_reachable(config, units, per, total, config.budget[1] * total, min_keep, what)
+
+
 def budget_plan(
     model: nn.Module,
     sites: list[Site],
@@ -39,13 +63,9 @@ def budget_plan(
     """The plan of a budget (or of a ratio with heads): units of least score per unit of
     cost removed until the model fits; with heads, the weight of heads against neurons
     chosen by KL to the dense logits on ``images`` (MLP-only among the candidates)."""
-    costs = unit_costs(model, sites)
-    measure = "params" if config.target_params is not None else "macs"
-    what = "parameters" if measure == "params" else "MACs"
-    per, total = costs[measure], float(costs["total"][measure])
+    measure, what, per, total, min_keep = _terms(model, sites, config)
     mlp = [site.name for site in sites if site.kind == "mlp"]
     kinds = {site.name: site.kind for site in sites}
-    min_keep = {name: config.min_keep if kind == "mlp" else 1 for name, kind in kinds.items()}
     if config.ratio is not None:  # with heads: the MACs MLP-only pruning at this ratio saves
         keep = select_units({name: scores[name] for name in mlp}, config)
         saved = sum((units[n].num_units - keep[n].numel()) * per[n] for n in mlp)
