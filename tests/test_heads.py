@@ -290,3 +290,48 @@ def test_a_plan_that_splits_a_head_is_refused(images):
     entry.keep, entry.fold_mean = entry.keep[1:], [0.0]
     with pytest.raises(vbprune.PlanError, match="whole heads"):
         vbprune.apply_plan(model, plan)
+
+
+@pytest.mark.parametrize(
+    ("key", "measure", "round_to"),
+    [
+        ("swinv2", "target_macs", 1),  # the position-bias MLP's last rows are heads
+        ("clip", "target_macs", 1),  # the image size is in the vision config
+        ("siglip", "target_macs", 1),
+        ("aimv2_large_patch14_224", "target_params", 1),  # bias-free projections
+        ("deit3_small_patch16_224", "target_macs", 8),  # widths rounded down
+    ],
+)
+def test_budgets_hold_across_layouts_rounding_and_folded_biases(key, measure, round_to):
+    model, images = build(key)
+    count = vbprune.count_params if measure == "target_params" else vbprune.count_macs
+    dense = count(model)
+    stats = vbprune.VarianceCalibrator(model, heads=True).run([images])
+    config = vbprune.PruningConfig(**{measure: 0.6}, heads=True, head_weight=0.5,
+                                   round_to=round_to)  # fmt: skip
+    result = vbprune.prune_model(model, stats, config=config)
+    share = count(model) / dense
+    assert share <= 0.6 + 1e-9
+    assert result.budget["achieved"] == pytest.approx(share, abs=1e-6)
+    assert all(width % round_to == 0 or width == result.original_widths[name]
+               for name, width in result.widths.items())  # fmt: skip
+    if measure == "target_macs":  # the costs are exact: nothing over-pruned unseen
+        assert result.budget["predicted"] == pytest.approx(share, abs=1e-5)
+
+
+def test_a_beit_sharing_one_relative_bias_between_layers_is_refused():
+    import transformers
+
+    config = transformers.BeitConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=32, patch_size=8, use_shared_relative_position_bias=True,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.BeitForImageClassification(config)
+    with pytest.raises(vbprune.UnsupportedModelError, match="shared by every layer"):
+        vbprune.find_attention_sites(model)
+
+
+def test_head_weight_needs_heads():
+    with pytest.raises(ValueError, match="needs heads=True"):
+        vbprune.PruningConfig(target_macs=0.5, head_weight=2.0)

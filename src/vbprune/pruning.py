@@ -62,8 +62,10 @@ class PruningResult:
         original_heads: With ``heads=True``: heads per attention site before pruning.
         heads: With ``heads=True``: heads per attention site after pruning.
 
-    The budget asked for and the one achieved (MACs and parameters, before and after,
-    and with heads the weight of heads against neurons chosen) are in ``plan.budget``.
+    With a budget (or heads) ``plan.budget`` says what was asked and achieved: the
+    measure (MACs or parameters), the dense model's total of it, the share asked, the
+    share predicted and the share counted after the pruning, and with heads the weight
+    of heads against neurons chosen (and the KL of each candidate).
     """
 
     plan: PruningPlan
@@ -238,7 +240,8 @@ def prune_model(
         round_to: Kept widths are multiples of this (hardware-friendly), total kept as
             close as possible to the target (default 1; with a budget, widths round down).
         criterion: ``"variance"`` (the method, default for a ratio), ``"fluctuation"``
-            (default with heads or a budget), the baselines ``"random"`` and
+            (default with heads or a budget, unless ``"ls"``: then ``"obs"``), the
+            baselines ``"random"`` and
             ``"magnitude"`` (:func:`magnitude_scores`), or ``"obs"`` (the greedy
             least-squares error, :func:`obs_scores`; needs statistics with covariance).
         seed: Seed of the ``"random"`` criterion (default 0).

@@ -108,6 +108,9 @@ def _attention_costs(
 ) -> tuple[float, float]:
     spec, prefix = site.spec, site.name
     scaling = {f"{prefix}.{path}" for path in (*spec["inputs"], spec["proj"])}
+    # a layer whose weight rows are the heads (Swin V2's position-bias MLP's last) too
+    scaling |= {f"{prefix}.{path.removesuffix('.weight')}" for path, _ in spec["head_params"]
+                if path.endswith(".weight")}  # fmt: skip
     unit_macs = 0
     for path, module in modules.items():
         if path != prefix and not path.startswith(prefix + "."):

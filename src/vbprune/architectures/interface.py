@@ -66,8 +66,9 @@ def input_size(model: nn.Module) -> tuple[int, int, int]:
         takes no ``img_size`` such as ConvNeXt or PVTv2), checked against the patch
         embedding and the stem's input channels. Not ``resolve_model_data_config``,
         which keeps the pretrained_cfg's size of a model built at another one.
-        transformers: ``config.num_channels`` and ``config.image_size`` (3 and 224
-        where the config has none).
+        transformers: ``config.num_channels`` and ``config.image_size`` (those of
+        ``config.vision_config`` for CLIP and SigLIP classifiers; 3 and 224 where the
+        config has none).
 
     Raises:
         ConfigError: for a model of neither library (pass the size yourself).
@@ -84,9 +85,12 @@ def input_size(model: nn.Module) -> tuple[int, int, int]:
             f"cannot tell the input size of a {type(model).__name__} (neither a timm nor "
             "a transformers model): pass input_size=(C, H, W)"
         )
-    size = getattr(config, "image_size", None) or 224
+    # a two-tower classifier (CLIP, SigLIP) keeps the image size in its vision config
+    vision = getattr(config, "vision_config", None)
+    size = getattr(config, "image_size", None) or getattr(vision, "image_size", None) or 224
     size = (size, size) if isinstance(size, int) else tuple(size)
-    return (getattr(config, "num_channels", None) or 3, *size)
+    channels = getattr(config, "num_channels", None) or getattr(vision, "num_channels", None)
+    return (channels or 3, *size)
 
 
 def num_classes(model: nn.Module) -> int | None:

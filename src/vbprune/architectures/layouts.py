@@ -337,6 +337,9 @@ ATTENTION_LAYOUTS: tuple[AttentionLayout, ...] = (
     AttentionLayout(_HF, ("BeitEncoder", "Data2VecVisionEncoder"), module="",
                     when="relative_position_bias", refused=_SHARED_BIAS,
                     note="an encoder sharing one relative-position bias between layers"),
+    AttentionLayout(_HF, ("BeitModel",), module="", when="shared_position_bias",
+                    refused=_SHARED_BIAS,
+                    note="a BEiT model sharing one relative-position bias between layers"),
     AttentionLayout("torch", ("MultiheadAttention",),
                     note="torch's fused nn.MultiheadAttention",
                     refused="torch's fused nn.MultiheadAttention keeps every head in one "

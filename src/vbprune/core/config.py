@@ -37,7 +37,10 @@ class PruningConfig:
     whether attention heads too, ranked how, compensated how.
 
     Frozen (hashable, safe to share between plans and results): derive variants with
-    ``dataclasses.replace(config, ratio=0.3)``.
+    ``dataclasses.replace(config, ratio=0.3)``. A criterion left out is resolved when the
+    config is made (:func:`default_criterion`) and then kept: a variant with heads, a
+    budget or another compensation keeps it, so build that one afresh (or name the
+    criterion) to get its own default.
 
     Example:
         >>> config = vbprune.PruningConfig(ratio=0.5, round_to=8)
@@ -70,8 +73,8 @@ class PruningConfig:
         metadata={
             "help": "what ranks neurons and heads (lowest removed first): "
             + CRITERIA.help()
-            + f"; default: {RATIO_CRITERION} for a ratio of MLP "
-            f"neurons, {BUDGET_CRITERION} with heads or a budget"
+            + f"; default: {RATIO_CRITERION} for a ratio of MLP neurons; with heads or a "
+            f"budget {BUDGET_LS_CRITERION} with compensate ls, else {BUDGET_CRITERION}"
         },
     )
     seed: int = field(default=0, metadata={"help": "seed of the random criterion"})
@@ -133,6 +136,8 @@ class PruningConfig:
                 raise OptionTypeError(f"head_weight must be a positive number, got {weight!r}")
             if not weight > 0:
                 raise ConfigError(f"head_weight must be positive, got {weight!r}")
+            if not self.heads:
+                raise ConfigError("head_weight weighs heads against neurons: it needs heads=True")
             object.__setattr__(self, "head_weight", float(weight))
         _check_choice("scope", self.scope, SCOPES)
         if self.scope == "layer" and self.ratio is None:

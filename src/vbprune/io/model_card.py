@@ -205,7 +205,7 @@ def render_model_card(
     pruned += " removed"
     if ratio is None and macs.get("before") and macs.get("after") is not None:
         kept = _percent(macs["after"] / macs["before"])
-        pruned = f"{kept} of MACs kept" + (", heads pruned" if heads else "")
+        pruned = f"{kept} of MACs kept" + (", heads pruned" if heads.get("heads_removed") else "")
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),

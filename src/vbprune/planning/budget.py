@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,12 +31,26 @@ from .steps import Site, apply_checked, model_sites, progress
 
 def _terms(model: nn.Module, sites: list[Site], config: PruningConfig):
     """``(measure, its name, cost per unit by site, the model's total, min_keep by
-    site)`` of the budget ``config`` states."""
+    site, reserve)`` of the budget ``config`` states.
+
+    With ``round_to`` an MLP keeps at least ``min_keep`` rounded up to a multiple (the
+    widths are rounded down afterwards, never below it). ``reserve`` is what the
+    pruning may add: the output bias the fold creates in a bias-free fc2 or projection
+    (parameters only), taken off the target so the budget stays met."""
     costs = unit_costs(model, sites)
     measure = "params" if config.target_params is not None else "macs"
     what = "parameters" if measure == "params" else "MACs"
-    min_keep = {site.name: config.min_keep if site.kind == "mlp" else 1 for site in sites}
-    return measure, what, costs[measure], float(costs["total"][measure]), min_keep
+    floor = config.round_to * math.ceil(config.min_keep / config.round_to)
+    min_keep = {
+        site.name: min(site.width, floor) if site.kind == "mlp" else 1 for site in sites
+    }  # fmt: skip
+    reserve = 0.0
+    if measure == "params" and config.compensate != "none":
+        reserve = float(sum(
+            site.fc2.weight.shape[0] for site in sites
+            if site.fc2.bias is None and getattr(site, "fc2_norm", None) is None
+        ))  # fmt: skip
+    return measure, what, costs[measure], float(costs["total"][measure]), min_keep, reserve
 
 
 def check_budget(model: nn.Module, sites: list[Site], config: PruningConfig) -> None:
@@ -47,9 +62,10 @@ def check_budget(model: nn.Module, sites: list[Site], config: PruningConfig) -> 
     """
     if config.ratio is not None:  # a ratio's target (with heads) depends on the scores
         return
-    _, what, per, total, min_keep = _terms(model, sites, config)
+    _, what, per, total, min_keep, reserve = _terms(model, sites, config)
     units = {site.name: site.units() for site in sites}
-    check_reachable(config, units, per, total, config.budget[1] * total, min_keep, what)
+    target = config.budget[1] * total - reserve
+    check_reachable(config, units, per, total, target, min_keep, what)
 
 
 def budget_plan(
@@ -63,7 +79,7 @@ def budget_plan(
     """The plan of a budget (or of a ratio with heads): units of least score per unit of
     cost removed until the model fits; with heads, the weight of heads against neurons
     chosen by KL to the dense logits on ``images`` (MLP-only among the candidates)."""
-    measure, what, per, total, min_keep = _terms(model, sites, config)
+    measure, what, per, total, min_keep, reserve = _terms(model, sites, config)
     mlp = [site.name for site in sites if site.kind == "mlp"]
     kinds = {site.name: site.kind for site in sites}
     if config.ratio is not None:  # with heads: the MACs MLP-only pruning at this ratio saves
@@ -71,7 +87,7 @@ def budget_plan(
         saved = sum((units[n].num_units - keep[n].numel()) * per[n] for n in mlp)
         target = total - saved
     else:
-        target = config.budget[1] * total
+        target = config.budget[1] * total - reserve
     check_reachable(config, units, per, total, target, min_keep, what)
 
     def plan_for(weight: float | None) -> PruningPlan:
