@@ -30,6 +30,7 @@ SECTIONS = [
                 "prune_model", "PruningResult", "CRITERIA", "COMPENSATIONS", "score_neurons",
                 "plan_pruning", "select_neurons", "PruningPlan", "SitePlan", "apply_plan",
                 "magnitude_scores", "obs_scores", "find_mlp_sites", "MLPSite",
+                "find_attention_sites", "AttentionSite", "attention_heads",
                 "model_backend", "count_params", "count_macs", "save_pretrained",
                 "from_pretrained", "push_to_hub", "push_folder",
             ]),
