@@ -195,6 +195,14 @@ def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
     return module, name
 
 
+def _set_tensor(module: nn.Module, name: str, value: Tensor) -> None:
+    """Replace ``module``'s parameter or buffer ``name`` by ``value`` (its kind kept)."""
+    if name in module._parameters:
+        _replace(module, name, value)
+    else:
+        _replace_buffer(module, name, value)
+
+
 def lookup(root: nn.Module, path: str):
     """What the dotted ``path`` names below ``root`` (a module, parameter, buffer or
     attribute), or ``None`` when a part is missing."""
@@ -251,13 +259,8 @@ def shrink_attention(module: nn.Module, spec: Mapping, keep_heads: Tensor) -> No
         value = lookup(module, path)
         if value is None:
             continue
-        parent, name = _parent(module, path)
-        sliced = value.detach()[head_channels(keep_heads, head_dim, num_heads,
-                                              blocks(value.numel(), path))]  # fmt: skip
-        if name in parent._parameters:
-            _replace(parent, name, sliced)
-        else:
-            _replace_buffer(parent, name, sliced)
+        rows = head_channels(keep_heads, head_dim, num_heads, blocks(value.numel(), path))
+        _set_tensor(*_parent(module, path), value.detach()[rows])
     for path in spec.get("channel_modules", ()):
         channel_module = lookup(module, path)
         if channel_module is not None and not isinstance(channel_module, nn.Identity):
@@ -267,11 +270,8 @@ def shrink_attention(module: nn.Module, spec: Mapping, keep_heads: Tensor) -> No
         if value is None:
             continue
         parent, name = _parent(module, path)
-        sliced = value.detach().index_select(int(dim), keep_heads.to(value.device))
-        if name in parent._parameters:
-            _replace(parent, name, sliced)
-        else:
-            _replace_buffer(parent, name, sliced)
+        kept_heads = keep_heads.to(value.device)
+        _set_tensor(parent, name, value.detach().index_select(int(dim), kept_heads))
         owner = parent  # a Linear whose rows are the heads (a position-bias MLP's last)
         if isinstance(owner, nn.Linear) and name == "weight":
             if owner.bias is not None:
