@@ -61,6 +61,8 @@ class PruningResult:
             also changes fc2's weights, with it (``"ls"``); empty otherwise.
         original_heads: With ``heads=True``: heads per attention site before pruning.
         heads: With ``heads=True``: heads per attention site after pruning.
+        collapsed_sites: MLPs that keep under 2 % of their neurons, or fewer than twice
+            ``round_to`` (:func:`collapsed`); :func:`prune_model` warns of them once.
 
     With a budget (or heads) ``plan.budget`` says what was asked and achieved: the
     measure (MACs or parameters), the dense model's total of it, the share asked, the
@@ -75,6 +77,7 @@ class PruningResult:
     lost_variance: dict[str, dict[str, float]] = field(default_factory=dict)
     original_heads: dict[str, int] = field(default_factory=dict)
     heads: dict[str, int] = field(default_factory=dict)
+    collapsed_sites: list[str] = field(default_factory=list)
 
     @property
     def config(self) -> PruningConfig:
@@ -287,4 +290,36 @@ def prune_model(
         record_achieved(model, plan.budget)
     widths = {site.name: site.width for site in sites if site.kind == "mlp"}
     heads = {site.name: site.num_heads for site in sites if site.kind == "attention"}
-    return PruningResult(plan, original, widths, approximate, lost, original_heads, heads)
+    collapsed_sites = collapsed(original, widths, config.round_to)
+    if collapsed_sites:
+        _warn_collapse(collapsed_sites, original, widths)
+    return PruningResult(plan, original, widths, approximate, lost, original_heads, heads,
+                         collapsed_sites)  # fmt: skip
+
+
+COLLAPSE_SHARE = 0.02  # an MLP keeping less than this share of its neurons has collapsed
+
+
+def collapsed(
+    original: Mapping[str, int], widths: Mapping[str, int], round_to: int = 1
+) -> list[str]:
+    """The MLPs pruning emptied: those keeping under :data:`COLLAPSE_SHARE` of their
+    neurons, or fewer than ``2 * round_to`` (a global ranking can do that to the layers
+    whose activations vary least, e.g. ConvNeXt's first stages)."""
+    floor = {name: max(COLLAPSE_SHARE * width, 2 * round_to) for name, width in original.items()}
+    return [name for name, width in widths.items() if width < min(original[name], floor[name])]
+
+
+def _warn_collapse(
+    names: list[str], original: Mapping[str, int], widths: Mapping[str, int]
+) -> None:
+    import warnings
+
+    shown = ", ".join(f"{name} {widths[name]} of {original[name]}" for name in names[:4])
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    warnings.warn(
+        f"{len(names)} MLP(s) keep almost none of their neurons ({shown}{more}): the global "
+        "ranking emptied them; keep more with min_keep (--min-keep) or rank within each MLP "
+        "with scope='layer' (--scope layer)",
+        stacklevel=3,
+    )

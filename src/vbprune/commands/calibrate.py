@@ -51,6 +51,7 @@ def calibrate_statistics(
     """Check the output file, load the model, calibrate (the attention sites too with
     ``heads``), write the statistics."""
     from ..io.folders import check_parents
+    from ..io.model_specs import record_spec
     from .runtime import calibrate, make_accelerator, prepare_model
 
     accelerator = make_accelerator()
@@ -61,7 +62,8 @@ def calibrate_statistics(
     if output.exists() and not out.overwrite:  # before the calibration, not after
         raise OutputExistsError(f"--output {output} exists (pass --overwrite to replace it)")
     model = prepare_model(model_options, accelerator)
-    stats, info = calibrate(data, model, accelerator, covariance=covariance, heads=heads)
+    stats, info = calibrate(data, model, accelerator, covariance=covariance, heads=heads,
+                            model_spec=record_spec(model_options.model))  # fmt: skip
     if accelerator.is_main_process:
         stats.save(output)
         attention = info.get("attention_sites", 0)

@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``vbprune prune``."""
     add_model_arguments(parser)
     parser.add_argument("--stats", help="statistics from `vbprune calibrate` (else --dataset)")
+    parser.add_argument(
+        "--accept-other-weights", action="store_true",
+        help="use --stats recorded on other weights than --model's (refused otherwise)",
+    )  # fmt: skip
     add_data_arguments(parser, required=False)
     add_covariance_fraction(parser)
     add_pruning_arguments(parser)
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return prune(
         ModelOptions.from_args(args), DataOptions.from_args(args), pruning_config(args),
         OutputOptions.from_args(args), stats_file=args.stats, eval_split=args.eval_split,
-        eval_samples=args.eval_samples,
+        eval_samples=args.eval_samples, accept_other_weights=args.accept_other_weights,
     )  # fmt: skip
 
 
@@ -63,6 +67,7 @@ def prune(
     stats_file: str | None = None,
     eval_split: str | None = None,
     eval_samples: int | None = None,
+    accept_other_weights: bool = False,
 ) -> int:
     """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push.
 
@@ -78,7 +83,14 @@ def prune(
     from ..planning.steps import model_sites, site_units
     from ..pruning import prune_model
     from .arguments import PROBE_IMAGES
-    from .runtime import calibrate, image_loader, make_accelerator, prepare_model, probe_images
+    from .runtime import (
+        calibrate,
+        check_provenance,
+        image_loader,
+        make_accelerator,
+        prepare_model,
+        probe_images,
+    )
 
     if stats_file is None and data.dataset is None:
         raise ConfigError("give --stats FILE or --dataset D to calibrate on")
@@ -96,6 +108,8 @@ def prune(
         eval_loader = image_loader(data, model, accelerator, eval_split, eval_samples, True)
     if stats_file is not None:
         stats = ActivationStats.load(stats_file)
+        # statistics of other weights are refused (one line), of another dataset warned of
+        check_provenance(stats, model, data, accept_other_weights)
         need = config.covariance_need()  # as typed: --criterion obs
         need = need and f"--{need} {getattr(config, need)}"
         # before any work: a file of another model, without the covariance or (with
@@ -104,8 +118,9 @@ def prune(
         calibration = {"stats_file": str(stats_file)}
     else:
         stats, calibration = calibrate(
-            data, model, accelerator, config.needs_covariance, heads=config.heads
-        )
+            data, model, accelerator, config.needs_covariance, heads=config.heads,
+            model_spec=record_spec(model_options.model),
+        )  # fmt: skip
     images = None  # with heads and no weight given: the weight chosen by KL on them
     if config.heads and config.head_weight is None and data.dataset is not None:
         images = probe_images(data, model, PROBE_IMAGES)

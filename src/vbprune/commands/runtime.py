@@ -119,10 +119,13 @@ def calibrate(
     accelerator: Accelerator,
     covariance: bool,
     heads: bool = False,
+    model_spec: str | None = None,
 ) -> tuple[ActivationStats, dict[str, Any]]:
     """Statistics of ``model`` on the data's split (with the covariance, on its
     ``covariance_fraction`` of the tokens, when ``covariance``; of the attention sites
-    too, for pruning heads, when ``heads``), and what the report records."""
+    too, for pruning heads, when ``heads``), and what the report records. The statistics'
+    ``provenance`` records the model (``model_spec`` and a fingerprint of its weights),
+    the dataset, split, samples, seed and transform."""
     calibrator = VarianceCalibrator(  # with heads, a model whose heads cannot go fails here
         model, accelerator=accelerator, covariance=covariance,
         covariance_fraction=data.covariance_fraction, seed=data.seed, heads=heads,
@@ -145,6 +148,7 @@ def calibrate(
     }
     if heads:  # reports of MLP-only calibrations read as before
         info["attention_sites"] = sum(site.kind == "attention" for site in calibrator.sites)
+    stats.provenance = provenance(data, accelerator.unwrap_model(model), model_spec)
     skipped = loader.report()
     if skipped:
         info["skipped_images"] = skipped
@@ -152,6 +156,54 @@ def calibrate(
         print(f"calibrated on {loader.images} images ({data.split} of {data.dataset}"
               + (", this process" if accelerator.num_processes > 1 else "") + ")")  # fmt: skip
     return stats, info
+
+
+def provenance(data: DataOptions, model: torch.nn.Module, model_spec: str | None) -> dict:
+    """Where statistics of ``model`` on ``data`` come from (saved with them)."""
+    from ..data.transforms import image_transform
+    from ..io.weights import weights_fingerprint
+
+    try:
+        transform = repr(image_transform(model))[:500]
+    except Exception as error:  # a model without a known preprocessing: say so, go on
+        transform = f"unknown ({type(error).__name__})"
+    return {
+        "model": model_spec, "weights": weights_fingerprint(model),
+        "dataset": None if data.dataset is None else str(data.dataset), "split": data.split,
+        "num_samples": data.num_samples, "seed": data.seed, "transform": transform,
+    }  # fmt: skip
+
+
+def check_provenance(
+    stats: ActivationStats, model: torch.nn.Module, data: DataOptions, accept_other: bool
+) -> None:
+    """Refuse statistics recorded on other weights than ``model``'s (one line, unless
+    ``accept_other``); warn when they come from another dataset than ``data``'s.
+
+    Raises:
+        StatisticsError: the fingerprints differ and ``accept_other`` is not set.
+    """
+    import warnings
+
+    from ..core.errors import StatisticsError
+    from ..io.weights import weights_fingerprint
+
+    recorded = stats.provenance
+    if recorded.get("weights") and recorded["weights"] != weights_fingerprint(model):
+        if not accept_other:
+            raise StatisticsError(
+                f"the statistics were collected on other weights (of {recorded.get('model')}, "
+                f"fingerprint {recorded['weights']}) than this model's; pass "
+                "--accept-other-weights to use them anyway"
+            )
+        warnings.warn("using statistics collected on other weights (--accept-other-weights)",
+                      stacklevel=2)  # fmt: skip
+    dataset = recorded.get("dataset")
+    if dataset and data.dataset is not None and str(data.dataset) != dataset:
+        warnings.warn(
+            f"the statistics come from {dataset} ({recorded.get('split')}), not from "
+            f"--dataset {data.dataset}", stacklevel=2,
+        )  # fmt: skip
 
 
 def probe_images(data: DataOptions, model: torch.nn.Module, count: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -280,10 +281,17 @@ class ActivationStats(Mapping[str, NeuronStats]):
     """Statistics of every MLP site of a model, by site name, in forward order.
 
     ``stats["blocks.3.mlp"].var`` is the variance of each hidden neuron of that MLP.
+
+    ``provenance`` says where the statistics come from (``vbprune calibrate`` records the
+    model, a fingerprint of its weights, the dataset, split, samples, seed and
+    transform); it is saved with them, and empty when nothing was recorded.
     """
 
-    def __init__(self, sites: Mapping[str, NeuronStats]):
+    def __init__(
+        self, sites: Mapping[str, NeuronStats], provenance: Mapping[str, Any] | None = None
+    ):
         self._sites = dict(sites)
+        self.provenance: dict[str, Any] = dict(provenance or {})
 
     def __getitem__(self, name: str) -> NeuronStats:
         return self._sites[name]
@@ -308,11 +316,12 @@ class ActivationStats(Mapping[str, NeuronStats]):
             raise StatisticsError(
                 f"cannot merge statistics of different sites: {sorted(set(self) ^ set(other))}"
             )
-        return ActivationStats({name: s.merge(other[name]) for name, s in self.items()})
+        merged = {name: s.merge(other[name]) for name, s in self.items()}
+        return ActivationStats(merged, self.provenance)
 
     def to(self, device: torch.device | str) -> ActivationStats:
         """A copy with every tensor on ``device``."""
-        return ActivationStats({name: s.to(device) for name, s in self.items()})
+        return ActivationStats({name: s.to(device) for name, s in self.items()}, self.provenance)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to a safetensors file (atomically: a temporary file moved into place)."""
@@ -326,6 +335,8 @@ class ActivationStats(Mapping[str, NeuronStats]):
             if s.c2 is not None:
                 tensors[f"{name}.c2"] = s.c2.detach().cpu().contiguous()
         metadata = {"format": _FORMAT, "version": "1", "sites": json.dumps(list(self))}
+        if self.provenance:
+            metadata["provenance"] = json.dumps(self.provenance)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -357,6 +368,7 @@ class ActivationStats(Mapping[str, NeuronStats]):
                 metadata = f.metadata() or {}
                 if metadata.get("format") != _FORMAT:
                     raise StatisticsError(f"{path} is not a vbprune activation-statistics file")
+                provenance = json.loads(metadata.get("provenance", "{}"))
                 sites = {}
                 keys = set(f.keys())
                 for name in json.loads(metadata["sites"]):
@@ -376,4 +388,4 @@ class ActivationStats(Mapping[str, NeuronStats]):
             problem = problem_of(entry)
             if problem:
                 raise StatisticsError(f"{path}: statistics of {name} {problem}")
-        return cls(sites)
+        return cls(sites, provenance)
