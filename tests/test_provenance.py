@@ -90,3 +90,40 @@ def test_a_layer_the_global_ranking_empties_is_warned_of_once(images):
         warnings.simplefilter("error")  # a per-layer ranking collapses nothing: no warning
         result = vbprune.prune_model(calm, scaled, ratio=0.3, scope="layer")
     assert result.collapsed_sites == []
+
+
+def test_evaluate_with_a_baseline_reports_both_and_the_speedup_of_their_latencies(
+    image_folder, timm_model_dir, prune_output, tmp_path
+):
+    import json
+
+    common = ["--dataset", image_folder, "--split", "val", "--num-workers", 0,
+              "--latency-repeats", 3]  # fmt: skip
+    assert run_vbprune("evaluate", "--model", prune_output / "model", *common, "--baseline",
+                       timm_model_dir, "--output", tmp_path / "both") == 0  # fmt: skip
+    both = json.loads((tmp_path / "both" / "report.json").read_text())
+    assert run_vbprune("evaluate", "--model", timm_model_dir, *common,
+                       "--output", tmp_path / "dense") == 0  # fmt: skip
+    dense = json.loads((tmp_path / "dense" / "report.json").read_text())
+    latency = both["latency"]
+    assert both["speedup"] == round(latency["baseline_seconds"] / latency["seconds"], 4)
+    for key in ("top1_accuracy", "loss", "samples", "params", "macs"):  # a separate run's
+        assert both["baseline"][key] == dense[key], key
+    assert both["macs"] < both["baseline"]["macs"]
+    assert "speedup" in (tmp_path / "both" / "report.md").read_text()
+
+
+def test_prune_measures_the_speedup_in_turns_and_the_card_shows_it(
+    image_folder, timm_model_dir, tmp_path
+):
+    import json
+
+    out = tmp_path / "out"
+    assert run_vbprune("prune", "--model", timm_model_dir, "--dataset", image_folder,
+                       "--ratio", 0.5, "--num-workers", 0, "--batch-size", 4,
+                       "--measure-speedup", "--output", out) == 0  # fmt: skip
+    speedup = json.loads((out / "report.json").read_text())["speedup"]
+    assert speedup["value"] == round(speedup["dense_ms"] / speedup["pruned_ms"], 4)
+    assert speedup["batch_size"] == 4 and speedup["device"]
+    card = (out / "model" / "README.md").read_text()
+    assert f"Measured speedup: **{speedup['value']:.2f}x**" in card

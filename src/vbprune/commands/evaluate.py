@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "other models do not collide)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    parser.add_argument(
+        "--baseline", metavar="DENSE",
+        help="also evaluate this model (the dense one, same forms as --model) on the same "
+        "images, time both in turns, and report the speedup",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     return evaluate(
         ModelOptions.from_args(args), DataOptions.from_args(args),
         OutputOptions.from_args(args, output=output), latency_repeats=args.latency_repeats,
-        latency_seconds=args.latency_seconds,
+        latency_seconds=args.latency_seconds, baseline=args.baseline,
     )  # fmt: skip
 
 
@@ -47,51 +52,34 @@ def evaluate(
     out: OutputOptions,
     latency_repeats: int = 10,
     latency_seconds: float = 30.0,
+    baseline: str | None = None,
 ) -> int:
-    """Load, evaluate on every process's shard, count, time, write the report."""
+    """Load, evaluate on every process's shard, count, time, write the report. With
+    ``baseline`` the dense model is evaluated on the same images too, both are timed in
+    turns, and the report has the speedup (baseline latency over the model's)."""
+    import dataclasses
     import json
-    import time
 
-    import torch
-
-    from ..architectures.interface import input_size
-    from ..evaluation.accuracy import evaluate_model
-    from ..evaluation.counting import count_macs, count_params
-    from ..evaluation.latency import device_name, measure_latency
     from ..io.folders import atomic_directory, check_output_directory
-    from .runtime import image_loader, make_accelerator, prepare_model
+    from .runtime import make_accelerator, prepare_model
 
-    check_output_directory(out.output, out.overwrite, [model_options.model, data.dataset])
+    check_output_directory(out.output, out.overwrite,
+                           [model_options.model, data.dataset, baseline])  # fmt: skip
     accelerator = make_accelerator()
     model = prepare_model(model_options, accelerator)
-    loader = image_loader(data, model, accelerator, data.split, data.num_samples, labels=True)
-    start = time.perf_counter()
-    metrics = evaluate_model(model, loader, accelerator)
-    skipped = loader.report()
-    seconds = time.perf_counter() - start
-    size = input_size(model)
-    param = next(model.parameters())
-    batch = torch.zeros((data.batch_size, *size), device=param.device, dtype=param.dtype)
-    report = {
-        "model": model_options.model,
-        "dataset": str(data.dataset),
-        "split": data.split,
-        **metrics,
-        **({"skipped_images": skipped} if skipped else {}),
-        "params": count_params(model),
-        "macs": count_macs(model, size),
-        "input_size": list(size),
-        "latency": None
-        if not latency_repeats
-        else {
-            "batch_size": data.batch_size,
-            "seconds": measure_latency(model, batch, latency_repeats, max_seconds=latency_seconds),
-            "device": device_name(param.device),
-            "dtype": model_options.dtype,
-        },
-        "processes": accelerator.num_processes,
-        "evaluation_s": round(seconds, 3),
-    }
+    dense = None
+    if baseline is not None:  # loaded now: a bad path fails before the evaluation
+        dense = prepare_model(dataclasses.replace(model_options, model=baseline), accelerator)
+    report = {"model": model_options.model, "dataset": str(data.dataset), "split": data.split,
+              **_measure(model, data, accelerator)}  # fmt: skip
+    if dense is not None:
+        report["baseline"] = {"model": baseline, **_measure(dense, data, accelerator)}
+    report["latency"] = _latency(model, dense, data, model_options.dtype, latency_repeats,
+                                 latency_seconds)  # fmt: skip
+    if dense is not None and report["latency"] is not None:
+        latency = report["latency"]
+        report["speedup"] = round(latency["baseline_seconds"] / latency["seconds"], 4)
+    report["processes"] = accelerator.num_processes
     if accelerator.is_main_process:
         table = markdown_table(report)
         with atomic_directory(out.output, overwrite=out.overwrite) as tmp:
@@ -100,6 +88,53 @@ def evaluate(
         print(table)
     accelerator.wait_for_everyone()
     return 0
+
+
+def _measure(model, data: DataOptions, accelerator) -> dict[str, Any]:
+    """Accuracy and loss on every process's shard of the split, params and MACs."""
+    import time
+
+    from ..architectures.interface import input_size
+    from ..evaluation.accuracy import evaluate_model
+    from ..evaluation.counting import count_macs, count_params
+    from .runtime import image_loader
+
+    loader = image_loader(data, model, accelerator, data.split, data.num_samples, labels=True)
+    start = time.perf_counter()
+    metrics = evaluate_model(model, loader, accelerator)
+    skipped = loader.report()
+    size = input_size(model)
+    return {
+        **metrics,
+        **({"skipped_images": skipped} if skipped else {}),
+        "params": count_params(model),
+        "macs": count_macs(model, size),
+        "input_size": list(size),
+        "evaluation_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def _latency(model, dense, data: DataOptions, dtype: str, repeats: int, seconds: float):
+    """Median seconds per batch of the model (and of the baseline, timed in turns with
+    it), or ``None`` without repeats."""
+    import torch
+
+    from ..architectures.interface import input_size
+    from ..evaluation.latency import device_name, measure_latencies, measure_latency
+
+    if not repeats:
+        return None
+    param = next(model.parameters())
+    batch = torch.zeros((data.batch_size, *input_size(model)), device=param.device,
+                        dtype=param.dtype)  # fmt: skip
+    latency = {"batch_size": data.batch_size, "device": device_name(param.device),
+               "dtype": dtype}  # fmt: skip
+    if dense is None:
+        latency["seconds"] = measure_latency(model, batch, repeats, max_seconds=seconds)
+        return latency
+    medians = measure_latencies({"model": model, "baseline": dense}, batch, repeats, seconds)
+    latency["seconds"], latency["baseline_seconds"] = medians["model"], medians["baseline"]
+    return latency
 
 
 def default_output(model: str, split: str) -> str:
@@ -130,5 +165,19 @@ def markdown_table(report: dict[str, Any]) -> str:
                     f"{latency['seconds'] * 1e3:.2f} ms per batch of {latency['batch_size']} "
                     f"({latency['device']}, {latency['dtype']})"),
     ]  # fmt: skip
+    base = report.get("baseline")
+    if base is not None:  # dense against pruned, side by side
+        rows += [
+            ("baseline", base["model"]),
+            ("baseline top-1", f"{100 * base['top1_accuracy']:.2f} %"),
+            ("baseline params", f"{base['params'] / 1e6:.2f} M"),
+            ("baseline MACs", f"{base['macs'] / 1e9:.3f} G"),
+        ]  # fmt: skip
+        if latency is not None:
+            rows += [
+                ("baseline latency", f"{latency['baseline_seconds'] * 1e3:.2f} ms"),
+                ("speedup", f"{report['speedup']:.2f}x (measured in turns, "
+                            f"{latency['device']})"),
+            ]  # fmt: skip
     lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines) + "\n"

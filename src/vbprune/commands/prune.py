@@ -12,6 +12,7 @@ complete or not at all.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from typing import Any
 
@@ -43,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pruning_arguments(parser)
     parser.add_argument("--eval-split", help="report top-1 before and right after pruning")
     parser.add_argument("--eval-samples", type=positive_int, help="images to evaluate")
+    parser.add_argument(
+        "--measure-speedup", action="store_true",
+        help="time the dense and the pruned model in turns (a batch of --batch-size) and "
+        "put the measured speedup in the report and on the card",
+    )  # fmt: skip
     parser.add_argument("--output", required=True, help="folder for the pruned model")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="then upload to this Hub repo")
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         ModelOptions.from_args(args), DataOptions.from_args(args), pruning_config(args),
         OutputOptions.from_args(args), stats_file=args.stats, eval_split=args.eval_split,
         eval_samples=args.eval_samples, accept_other_weights=args.accept_other_weights,
+        measure_speedup=args.measure_speedup,
     )  # fmt: skip
 
 
@@ -68,6 +75,7 @@ def prune(
     eval_split: str | None = None,
     eval_samples: int | None = None,
     accept_other_weights: bool = False,
+    measure_speedup: bool = False,
 ) -> int:
     """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push.
 
@@ -140,6 +148,7 @@ def prune(
     start = time.perf_counter()
     # with covariance, the report says how much of each fc2's output the removal loses
     diagnose = all(entry.c2 is not None for entry in stats.values())
+    dense = copy.deepcopy(model) if measure_speedup else None  # timed against the pruned
     result = prune_model(model, stats, config=config, diagnose=diagnose, images=images)
     report["timings"]["prune_s"] = round(time.perf_counter() - start, 4)
     _measure(model, report, "after")
@@ -162,8 +171,12 @@ def prune(
         if skipped:
             report["accuracy"]["skipped_images"] = skipped
 
+    if dense is not None:
+        report["speedup"] = _speedup(dense, model, data.batch_size, model_options.dtype)
+        del dense
     if accelerator.is_main_process:
         metadata = {"base_model": record_spec(model_options.model),
+                    **({"speedup": report["speedup"]} if "speedup" in report else {}),
                     "pruning": config.to_dict(), "report": report}  # fmt: skip
         if not model_options.pretrained:  # what rebuilds the same random teacher for distill
             metadata["base_model_seed"] = model_options.seed
@@ -176,6 +189,27 @@ def prune(
             print(f"pushed to {out.push_to_hub}: {url}")
     accelerator.wait_for_everyone()
     return 0
+
+
+def _speedup(dense, pruned, batch_size: int, dtype: str) -> dict[str, Any]:
+    """Dense against pruned latency, measured in turns on one batch of zeros at the
+    model's input size: what the card's "Measured speedup" shows."""
+    import torch
+
+    from ..architectures.interface import input_size
+    from ..evaluation.latency import device_name, measure_latencies
+
+    param = next(pruned.parameters())
+    batch = torch.zeros((batch_size, *input_size(pruned)), device=param.device,
+                        dtype=param.dtype)  # fmt: skip
+    medians = measure_latencies({"dense": dense, "pruned": pruned}, batch, repeats=10,
+                                max_seconds=60.0)  # fmt: skip
+    return {
+        "value": round(medians["dense"] / medians["pruned"], 4),
+        "dense_ms": medians["dense"] * 1e3,
+        "pruned_ms": medians["pruned"] * 1e3,
+        "batch_size": batch_size, "device": device_name(param.device), "dtype": dtype,
+    }  # fmt: skip
 
 
 def _measure(model, report: dict[str, Any], when: str = "before") -> dict[str, Any]:

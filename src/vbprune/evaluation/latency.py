@@ -45,3 +45,41 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def measure_latencies(
+    models: dict[str, nn.Module],
+    batch: torch.Tensor,
+    repeats: int = 10,
+    max_seconds: float | None = None,
+) -> dict[str, float]:
+    """Median seconds of one inference forward of each model on ``batch``, measured in
+    turns (each round times every model once, the order rotating), so that drift on a
+    shared machine hits them alike: what a speedup between them should be read from.
+    Stops after ``repeats`` rounds, or earlier once ``max_seconds`` have passed (at
+    least one round)."""
+    sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
+    modes = {name: model.training for name, model in models.items()}
+    names = list(models)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        with torch.inference_mode():
+            for model in models.values():
+                model.eval()
+                for _ in range(2):  # warm-up: kernels chosen, caches filled
+                    model(batch)
+            began = time.perf_counter()
+            for round_index in range(max(1, repeats)):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    sync()
+                    start = time.perf_counter()
+                    models[name](batch)
+                    sync()
+                    times[name].append(time.perf_counter() - start)
+                if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                    break
+    finally:
+        for name, model in models.items():
+            model.train(modes[name])
+    return {name: statistics.median(values) for name, values in times.items()}
