@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from ._version import __version__
-from .commands import calibrate, demo, distill, evaluate, prune, push, sweep
+from .commands import calibrate, demo, distill, evaluate, inspect, prune, push, sweep
 from .core.errors import VBPruneError
 
 # name -> module with HELP, add_arguments(parser) and run(args), in the order --help lists
@@ -26,6 +26,7 @@ COMMANDS = {
     "distill": distill,
     "demo": demo,
     "sweep": sweep,
+    "inspect": inspect,
     "push": push,
 }
 
