@@ -60,9 +60,9 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """``--model``, ``--pretrained/--no-pretrained`` and ``--dtype``."""
-    parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
+    parser.add_argument("--model", required=required, help=MODEL_SPEC_HELP)
     parser.add_argument(
         "--pretrained",
         action=argparse.BooleanOptionalAction,

@@ -1,4 +1,6 @@
-"""``vbprune sweep``: the paper's ablation at small scale on the digits ViT.
+"""``vbprune sweep``: accuracy against size on your own model and data
+(``--model M --dataset D``: :mod:`.sweep_model`), or, without ``--model``, the paper's
+ablation at small scale on the digits ViT.
 
 One calibration (with covariance), then pruning at many ratios with variance, random,
 weight-magnitude and OBS selection, each with the mean fold, without it and with
@@ -14,20 +16,41 @@ import argparse
 from ..core.compensation import COMPENSATIONS
 from ..core.config import PruningConfig
 from ..core.criteria import CRITERIA
-from .arguments import PROBE_IMAGES, add_covariance_fraction
+from .arguments import (
+    PROBE_IMAGES,
+    add_covariance_fraction,
+    add_data_arguments,
+    add_model_arguments,
+    positive_int,
+)
 
-HELP = "accuracy vs size over ratios and criteria (digits)"
+HELP = "accuracy vs size over budgets, criteria and compensations (your model, or digits)"
 HEADS_TARGETS = (0.7, 0.5, 0.4, 0.3)  # the MAC budgets of --heads without --target-macs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``vbprune sweep``."""
-    p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.8, 0.9],
-                   help="fractions of MLP neurons removed")  # fmt: skip
-    p.add_argument("--criteria", nargs="+", choices=list(CRITERIA), default=list(CRITERIA),
-                   help="selection criteria to compare")  # fmt: skip
-    p.add_argument("--compensations", nargs="+", choices=list(COMPENSATIONS),
-                   default=list(COMPENSATIONS), help="compensations to compare")  # fmt: skip
+    add_model_arguments(p, required=False)
+    add_data_arguments(p, required=False)
+    p.add_argument("--eval-split", default="validation", help="split to evaluate on (--model)")
+    p.add_argument("--eval-samples", type=positive_int, help="images to evaluate (--model)")
+    p.add_argument("--targets", type=float, nargs="+", metavar="F", default=[],
+                   help="shares of the MACs kept, one point each (--model)")  # fmt: skip
+    p.add_argument("--latency-batch", type=positive_int, default=8,
+                   help="images per timed forward of dense and pruned (--model)")  # fmt: skip
+    p.add_argument(
+        "--ratios",
+        type=float,
+        nargs="+",
+        default=None,
+        help="fractions of MLP neurons removed (default 0.1 0.3 0.5 0.7 0.8 0.9)",
+    )
+    p.add_argument("--criteria", nargs="+", choices=list(CRITERIA), default=None,
+                   help="selection criteria to compare (default: all on digits; with --model "
+                   "the PruningConfig's own)")  # fmt: skip
+    p.add_argument("--compensations", "--compensate", nargs="+", choices=list(COMPENSATIONS),
+                   default=None, help="compensations to compare (default: all on digits; "
+                   "mean with --model)")  # fmt: skip
     p.add_argument("--output", default="vbprune-sweep", help="folder for sweep.png and the table")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     p.add_argument("--target-macs", type=float, nargs="+", metavar="F", default=[],
@@ -42,7 +65,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_covariance_fraction(p)
 
 
+DEFAULT_RATIOS = [0.1, 0.3, 0.5, 0.7, 0.8, 0.9]
+
+
 def run(args: argparse.Namespace) -> int:
+    """Sweep ``--model`` on ``--dataset`` (or the digits ViT); write the outputs."""
+    args.ratios_given = args.ratios is not None
+    args.ratios = args.ratios or list(DEFAULT_RATIOS)
+    if args.model is not None:
+        from ..core.errors import ConfigError
+        from .sweep_model import run_model_sweep
+
+        if args.dataset is None:
+            raise ConfigError("--model needs --dataset to calibrate and evaluate on")
+        return run_model_sweep(args)
+    args.criteria = args.criteria or list(CRITERIA)
+    args.compensations = args.compensations or list(COMPENSATIONS)
+    return run_digits(args)
+
+
+def run_digits(args: argparse.Namespace) -> int:
     """Sweep the digits ViT; write sweep.png, sweep.md and sweep.json."""
     import json
 
