@@ -335,3 +335,20 @@ def test_a_beit_sharing_one_relative_bias_between_layers_is_refused():
 def test_head_weight_needs_heads():
     with pytest.raises(ValueError, match="needs heads=True"):
         vbprune.PruningConfig(target_macs=0.5, head_weight=2.0)
+
+
+def test_a_head_plan_replays_from_json_to_the_same_model(images):
+    import copy
+    import json
+
+    model = randomize(FAMILIES["timm-vit"]())
+    twin = copy.deepcopy(model)
+    stats = vbprune.VarianceCalibrator(model, heads=True, covariance=True).run([images])
+    config = vbprune.PruningConfig(target_macs=0.6, heads=True, head_weight=0.05,
+                                   compensate="ls")  # fmt: skip
+    result = vbprune.prune_model(model, stats, config=config)
+    plan = vbprune.PruningPlan.from_dict(json.loads(json.dumps(result.plan.to_dict())))
+    assert plan.heads == result.heads and plan.budget["target"] == pytest.approx(0.6)
+    vbprune.apply_plan(twin, plan, stats=stats)
+    assert vbprune.attention_heads(twin) == result.heads
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in twin.state_dict().items())
