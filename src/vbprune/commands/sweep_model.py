@@ -127,7 +127,10 @@ def run_model_sweep(args: argparse.Namespace) -> int:
         del pruned
     dense["dense_ms"] = dense["pruned_ms"] = (
         sorted(r["dense_ms"] for r in rows)[len(rows) // 2] if rows else None)  # fmt: skip
-    rows = mark_pareto(rows)
+    wanted = {point_key({"criterion": c.criterion, "compensate": c.compensate,
+                         "heads": c.heads, "target_macs": c.target_macs, "ratio": c.ratio})
+              for c in configs}  # fmt: skip
+    rows = mark_pareto([row for row in rows if point_key(row) in wanted])  # asked for now
     if accelerator.is_main_process:
         report = {
             "dense": dense,
