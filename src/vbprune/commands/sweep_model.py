@@ -36,6 +36,13 @@ def points(args: argparse.Namespace) -> list[PruningConfig]:
             for budget in budgets]  # fmt: skip
 
 
+def _point(config: PruningConfig) -> dict[str, Any]:
+    """The options that name a point (the start of its row)."""
+    return {"criterion": config.criterion, "compensate": config.compensate,
+            "heads": config.heads, "target_macs": config.target_macs,
+            "ratio": config.ratio}  # fmt: skip
+
+
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """What must match for a partial sweep to be resumed."""
     keys = ("model", "pretrained", "dtype", "dataset", "split", "eval_split", "num_samples",
@@ -107,9 +114,7 @@ def run_model_sweep(args: argparse.Namespace) -> int:
     batch = torch.zeros((args.latency_batch, *input_size(model)), device=param.device,
                         dtype=param.dtype)  # fmt: skip
     for config in configs:
-        row = {"criterion": config.criterion, "compensate": config.compensate,
-               "heads": config.heads, "target_macs": config.target_macs,
-               "ratio": config.ratio}  # fmt: skip
+        row = _point(config)
         if point_key(row) in done:
             continue
         pruned = copy.deepcopy(model)
@@ -127,9 +132,7 @@ def run_model_sweep(args: argparse.Namespace) -> int:
         del pruned
     dense["dense_ms"] = dense["pruned_ms"] = (
         sorted(r["dense_ms"] for r in rows)[len(rows) // 2] if rows else None)  # fmt: skip
-    wanted = {point_key({"criterion": c.criterion, "compensate": c.compensate,
-                         "heads": c.heads, "target_macs": c.target_macs, "ratio": c.ratio})
-              for c in configs}  # fmt: skip
+    wanted = {point_key(_point(config)) for config in configs}
     rows = mark_pareto([row for row in rows if point_key(row) in wanted])  # asked for now
     if accelerator.is_main_process:
         report = {
