@@ -1,5 +1,6 @@
-"""Statistics say where they come from, statistics of other weights are refused, and a
-layer that pruning empties is warned of (issue 23, items 3 and 4)."""
+"""Statistics say where they come from, statistics of other weights are refused, a layer
+that pruning empties is warned of, and the speedup is measured dense against pruned in
+turns (issue 23, items 3, 4 and 5)."""
 
 from __future__ import annotations
 
