@@ -117,17 +117,17 @@ def _measure(model, data: DataOptions, accelerator) -> dict[str, Any]:
 def _latency(model, dense, data: DataOptions, dtype: str, repeats: int, seconds: float):
     """Median seconds per batch of the model (and of the baseline, timed in turns with
     it), or ``None`` without repeats."""
-    import torch
-
-    from ..architectures.interface import input_size
-    from ..evaluation.latency import device_name, measure_latencies, measure_latency
+    from ..evaluation.latency import (
+        device_name,
+        measure_latencies,
+        measure_latency,
+        timing_batch,
+    )
 
     if not repeats:
         return None
-    param = next(model.parameters())
-    batch = torch.zeros((data.batch_size, *input_size(model)), device=param.device,
-                        dtype=param.dtype)  # fmt: skip
-    latency = {"batch_size": data.batch_size, "device": device_name(param.device),
+    batch = timing_batch(model, data.batch_size)
+    latency = {"batch_size": data.batch_size, "device": device_name(batch.device),
                "dtype": dtype}  # fmt: skip
     if dense is None:
         latency["seconds"] = measure_latency(model, batch, repeats, max_seconds=seconds)

@@ -194,21 +194,17 @@ def prune(
 def _speedup(dense, pruned, batch_size: int, dtype: str) -> dict[str, Any]:
     """Dense against pruned latency, measured in turns on one batch of zeros at the
     model's input size: what the card's "Measured speedup" shows."""
-    import torch
 
-    from ..architectures.interface import input_size
-    from ..evaluation.latency import device_name, measure_latencies
+    from ..evaluation.latency import device_name, measure_latencies, timing_batch
 
-    param = next(pruned.parameters())
-    batch = torch.zeros((batch_size, *input_size(pruned)), device=param.device,
-                        dtype=param.dtype)  # fmt: skip
+    batch = timing_batch(pruned, batch_size)
     medians = measure_latencies({"dense": dense, "pruned": pruned}, batch, repeats=10,
                                 max_seconds=60.0)  # fmt: skip
     return {
         "value": round(medians["dense"] / medians["pruned"], 4),
         "dense_ms": medians["dense"] * 1e3,
         "pruned_ms": medians["pruned"] * 1e3,
-        "batch_size": batch_size, "device": device_name(param.device), "dtype": dtype,
+        "batch_size": batch_size, "device": device_name(batch.device), "dtype": dtype,
     }  # fmt: skip
 
 

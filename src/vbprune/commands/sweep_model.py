@@ -75,11 +75,8 @@ def run_model_sweep(args: argparse.Namespace) -> int:
     """Calibrate once, prune and evaluate every point, write the four outputs."""
     import copy
 
-    import torch
-
-    from ..architectures.interface import input_size
     from ..evaluation.counting import count_macs, count_params
-    from ..evaluation.latency import device_name, measure_latencies
+    from ..evaluation.latency import device_name, measure_latencies, timing_batch
     from ..evaluation.model_sweep import (
         compare,
         dense_logits,
@@ -110,9 +107,7 @@ def run_model_sweep(args: argparse.Namespace) -> int:
     dense = {**compare(model, evaluation, reference, accelerator),
              "macs": count_macs(model), "params": count_params(model)}  # fmt: skip
     images = probe_images(data, model, PROBE_IMAGES) if args.heads else None
-    param = next(model.parameters())
-    batch = torch.zeros((args.latency_batch, *input_size(model)), device=param.device,
-                        dtype=param.dtype)  # fmt: skip
+    batch = timing_batch(model, args.latency_batch)
     for config in configs:
         row = _point(config)
         if point_key(row) in done:
@@ -139,7 +134,7 @@ def run_model_sweep(args: argparse.Namespace) -> int:
             "dense": dense,
             "rows": rows,
             "calibration": info,
-            "device": device_name(param.device),
+            "device": device_name(batch.device),
             "latency_batch": args.latency_batch,
         }
         with atomic_directory(args.output, overwrite=args.overwrite) as out:

@@ -26,8 +26,7 @@ from ..core.errors import MissingInputError
 from ..core.statistics import ActivationStats
 from ..io.folders import read_model_config
 from ..io.metadata import SECTION, upgrade_section
-
-COLLAPSE_SHARE = 0.02  # as vbprune.pruning.COLLAPSE_SHARE
+from ..pruning import COLLAPSE_SHARE
 
 
 def path_kind(path: Path) -> str:

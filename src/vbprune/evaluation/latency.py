@@ -40,6 +40,15 @@ def measure_latency(
     return statistics.median(times)
 
 
+def timing_batch(model: nn.Module, batch_size: int) -> torch.Tensor:
+    """Zeros of ``batch_size`` images at ``model``'s own input size, on its device and in
+    its dtype: what latency is measured on (values do not change the time)."""
+    from ..architectures.interface import input_size
+
+    param = next(model.parameters())
+    return torch.zeros((batch_size, *input_size(model)), device=param.device, dtype=param.dtype)
+
+
 def device_name(device: torch.device) -> str:
     """A readable name of ``device`` for reports (GPU model, or CPU arch and threads)."""
     if device.type == "cuda":
