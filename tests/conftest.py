@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from testing_utils import (
 )
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+# latency tables are cached here, not in the user's ~/.cache
+os.environ.setdefault("VBPRUNE_CACHE", tempfile.mkdtemp(prefix="vbprune-cache-"))
 
 
 @pytest.fixture(params=sorted(FAMILIES))

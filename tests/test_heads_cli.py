@@ -71,10 +71,11 @@ def test_budget_and_head_options_are_refused_in_one_line(
             "--output", out)  # fmt: skip
     refusals = [
         (("--ratio", 0.3, "--target-macs", 0.5),
-         "give exactly one of --ratio, --target-macs, --target-params (got --ratio and "
+         "give exactly one of --ratio, --target-macs, --target-params, --target-speedup, "
+         "--target-latency (got --ratio and "
          "--target-macs)"),
         (("--target-macs", 0.5, "--target-params", 0.5), "(got --target-macs and --target-params)"),
-        ((), "give exactly one of --ratio, --target-macs, --target-params"),
+        ((), "give exactly one of --ratio, --target-macs, --target-params, --target-speedup"),
         (("--target-macs", 1.5), "--target-macs must be in (0, 1], got 1.5"),
         (("--target-params", 0), "--target-params must be in (0, 1], got 0"),
         (("--ratio", 0.5, "--head-weight", 2), "--head-weight weighs heads against neurons"),

@@ -67,6 +67,8 @@ _EXPORTS = {
     "score_neurons": "vbprune.pruning",
     "CRITERIA": "vbprune.core.criteria",
     "COMPENSATIONS": "vbprune.core.compensation",
+    "LatencyTable": "vbprune.planning.latency",
+    "latency_table": "vbprune.planning.latency",
     "count_macs": "vbprune.evaluation.counting",
     "count_params": "vbprune.evaluation.counting",
     "from_pretrained": "vbprune.io.checkpoint",
@@ -89,6 +91,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "DistillationTrainer",
     "DistillationTrainingArguments",
     "HubError",
+    "LatencyTable",
     "MLPSite",
     "MissingDependencyError",
     "MissingInputError",
@@ -115,6 +118,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools
     "find_attention_sites",
     "find_mlp_sites",
     "from_pretrained",
+    "latency_table",
     "magnitude_scores",
     "model_backend",
     "obs_scores",
@@ -167,6 +171,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .evaluation.counting import count_macs, count_params
     from .io.checkpoint import from_pretrained, save_pretrained
     from .io.hub import push_folder, push_to_hub
+    from .planning.latency import LatencyTable, latency_table
     from .pruning import (
         PruningResult,
         apply_plan,

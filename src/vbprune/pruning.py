@@ -33,6 +33,7 @@ from .core.selection import (
 )
 from .core.statistics import NeuronStats
 from .planning.budget import budget_plan, record_achieved
+from .planning.latency import LatencyTable
 from .planning.steps import (
     apply_checked,
     covariance_need,
@@ -65,9 +66,10 @@ class PruningResult:
             ``round_to`` (:func:`collapsed`); :func:`prune_model` warns of them once.
 
     With a budget (or heads) ``plan.budget`` says what was asked and achieved: the
-    measure (MACs or parameters), the dense model's total of it, the share asked, the
-    share predicted and the share counted after the pruning, and with heads the weight
-    of heads against neurons chosen (and the KL of each candidate).
+    measure (MACs, parameters or latency), the dense model's total of it, the share
+    asked, the share predicted and the share counted after the pruning (for latency:
+    measured, with the device, the batch and each refinement step), and with heads the
+    weight of heads against neurons chosen (and the KL of each candidate).
     """
 
     plan: PruningPlan
@@ -215,6 +217,8 @@ def prune_model(
     config: PruningConfig | None = None,
     diagnose: bool = False,
     images: Tensor | Iterable[Any] | None = None,
+    latency_table: LatencyTable | None = None,
+    plan: PruningPlan | None = None,
 ) -> PruningResult:
     """Variance-based pruning of every MLP of ``model`` (and, with ``heads=True``, of its
     attention heads), in place.
@@ -227,7 +231,10 @@ def prune_model(
     config=PruningConfig(ratio=0.5))``) or as keywords (``prune_model(model, stats,
     ratio=0.5)``); options left unset take the :class:`~vbprune.PruningConfig` defaults.
     A budget (``PruningConfig(target_macs=0.3, heads=True, compensate="ls")``) removes
-    the units of least score per MAC (or parameter) saved until the model fits it.
+    the units of least score per MAC (or parameter) saved until the model fits it; a
+    latency budget (``PruningConfig(target_latency=1 / 1.5, heads=True)``: 1.5x faster on
+    the device the model is on) ranks them per second saved (a per-site latency table)
+    and checks the plan by timing pruned copies.
 
     Args:
         model: A supported timm or transformers model.
@@ -258,6 +265,13 @@ def prune_model(
             plan whose logits are closest (KL) to the dense model's; MLP-only pruning to
             the same budget is among the candidates, so the result is never further from
             the dense model there. Without images the default weight is used.
+        latency_table: With ``target_latency``: the :func:`vbprune.latency_table` of
+            ``model`` on the device it is on (default: measured now, or read from the
+            cache). The plan is then refined by timing pruned copies against the dense
+            model, and ``result.budget["achieved"]`` is the measured share.
+        plan: A plan made for this model and ``config`` elsewhere, applied instead of
+            making one: how every process of a multi-process run applies the main
+            process's plan (timings and the KL choice of heads may differ between them).
 
     Returns:
         A :class:`PruningResult` with the plan and the widths (and heads) before and after.
@@ -276,17 +290,21 @@ def prune_model(
     )  # fmt: skip
     sites, others = model_sites(model, config.heads)
     units = site_units(sites, stats, covariance_need(config), required=True, others=others)
-    scores = score_units(units, config, progress(f"scoring ({config.criterion})", len(units)))
     original = {site.name: site.width for site in sites if site.kind == "mlp"}
     original_heads = {site.name: site.num_heads for site in sites if site.kind == "attention"}
-    if config.ratio is not None and not config.heads:
-        plan = plan_from_scores(units, scores, config)
+    if plan is not None:
+        check_plan(plan, {site.name: site.width for site in sites})
     else:
-        plan = budget_plan(model, sites, units, scores, config, images)
+        scores = score_units(units, config, progress(f"scoring ({config.criterion})",
+                                                     len(units)))  # fmt: skip
+        if config.ratio is not None and not config.heads:
+            plan = plan_from_scores(units, scores, config)
+        else:
+            plan = budget_plan(model, sites, units, scores, config, images, latency_table)
     approximate = [site.name for site in sites if not site.exact]
     lost: dict[str, dict[str, float]] = {}
     apply_checked(model, sites, plan, config.compensate, units, lost if diagnose else None)
-    if plan.budget:
+    if plan.budget and "achieved" not in plan.budget:
         record_achieved(model, plan.budget)
     widths = {site.name: site.width for site in sites if site.kind == "mlp"}
     heads = {site.name: site.num_heads for site in sites if site.kind == "attention"}

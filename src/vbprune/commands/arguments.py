@@ -133,13 +133,27 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
     (exactly one of ``--ratio``, ``--target-macs``, ``--target-params`` is needed; a
     missing or second one is refused by :func:`pruning_config`, in one line)."""
     group = parser.add_argument_group(
-        "pruning (vbprune.PruningConfig; give one of --ratio, --target-macs, --target-params)"
+        "pruning (vbprune.PruningConfig; give one of --ratio, --target-macs, --target-params, "
+        "--target-speedup, --target-latency)"
     )
     group.add_argument("--ratio", type=float, help=_CONFIG_HELP["ratio"])
     group.add_argument("--target-macs", type=float, metavar="F", help=_CONFIG_HELP["target_macs"])
     group.add_argument(
         "--target-params", type=float, metavar="F", help=_CONFIG_HELP["target_params"]
     )
+    group.add_argument(
+        "--target-speedup", type=positive_float, metavar="S",
+        help="prune until the model runs S times faster, measured on the device it runs on "
+        "here (a latency table per site, cached; the plan checked by timing pruned copies)",
+    )  # fmt: skip
+    group.add_argument(
+        "--target-latency", type=positive_float, metavar="MS", dest="target_latency_ms",
+        help="prune until one forward of --latency-batch images takes MS milliseconds here",
+    )  # fmt: skip
+    group.add_argument(
+        "--latency-batch", type=positive_int, metavar="N",
+        help="images per forward of --target-speedup/--target-latency (default 1)",
+    )  # fmt: skip
     group.add_argument(
         "--heads", action="store_true",
         help=_CONFIG_HELP["heads"] + " (--stats must come from `vbprune calibrate --heads`)",
@@ -188,26 +202,44 @@ def pruning_config(args: argparse.Namespace) -> PruningConfig:
 
     Raises:
         ConfigError: none or several of ``--ratio``, ``--target-macs``,
-            ``--target-params``; ``--head-weight`` without ``--heads``; a value out of
-            range.
+            ``--target-params``, ``--target-speedup``, ``--target-latency``;
+            ``--head-weight`` without ``--heads``; a value out of range.
+
+    ``--target-speedup S`` is ``target_latency=1/S``; ``--target-latency MS`` gives
+    ``target_latency=1.0`` until the command has timed the dense model
+    (:func:`latency_share` then gives the share).
     """
-    from ..core.config import BUDGETS
     from ..core.errors import ConfigError, OptionTypeError
 
-    given = [_option(name) for name in BUDGETS if getattr(args, name, None) is not None]
+    options = {"--ratio": "ratio", "--target-macs": "target_macs",
+               "--target-params": "target_params", "--target-speedup": "target_speedup",
+               "--target-latency": "target_latency_ms"}  # fmt: skip
+    given = [flag for flag, dest in options.items() if getattr(args, dest, None) is not None]
     if len(given) != 1:
         raise ConfigError(
-            f"give exactly one of {', '.join(_option(name) for name in BUDGETS)}"
+            f"give exactly one of {', '.join(options)}"
             + (f" (got {' and '.join(given)})" if given else "")
         )
+    latency = None
+    if given[0] == "--target-speedup":
+        if not args.target_speedup > 1:
+            raise ConfigError(f"--target-speedup must be above 1, got {args.target_speedup:g}")
+        latency = 1 / args.target_speedup
+    elif given[0] == "--target-latency":
+        latency = 1.0  # stands in until the command has timed the dense model
+    batch = getattr(args, "latency_batch", None)
+    if batch is not None and latency is None:
+        raise ConfigError("--latency-batch is the batch of --target-speedup or "
+                          "--target-latency: it needs one of them")  # fmt: skip
     if args.head_weight is not None and not args.heads:
         raise ConfigError("--head-weight weighs heads against neurons: it needs --heads")
     try:
         return PruningConfig(
             ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
-            heads=args.heads, head_weight=args.head_weight, scope=args.scope,
-            min_keep=args.min_keep, round_to=args.round_to, compensate=args.compensate,
-            criterion=args.criterion, seed=args.seed,
+            target_latency=latency, latency_batch=batch, heads=args.heads,
+            head_weight=args.head_weight, scope=args.scope, min_keep=args.min_keep,
+            round_to=args.round_to, compensate=args.compensate, criterion=args.criterion,
+            seed=args.seed,
         )  # fmt: skip
     except (ConfigError, OptionTypeError) as error:
         message = str(error)
@@ -215,3 +247,21 @@ def pruning_config(args: argparse.Namespace) -> PruningConfig:
         if field in _CONFIG_HELP:  # "round_to must be ..." -> "--round-to must be ..."
             message = _option(field) + message[len(field) :]
         raise type(error)(message) from None
+
+
+def latency_share(milliseconds: float, table) -> float:
+    """The share of the dense model's latency (``table``: its
+    :class:`~vbprune.LatencyTable`) that ``--target-latency MS`` asks for.
+
+    Raises:
+        ConfigError: when the dense model is already as fast.
+    """
+    from ..core.errors import ConfigError
+
+    dense = table.dense * 1e3
+    if milliseconds >= dense:
+        raise ConfigError(
+            f"--target-latency {milliseconds:g} ms: the dense model already takes {dense:.3g} "
+            f"ms per batch of {table.batch_size} on {table.device}; nothing to prune"
+        )
+    return milliseconds / dense

@@ -1,8 +1,9 @@
 """``vbprune prune``: calibrate (or read statistics), prune, write the model and a report.
 
 ``--ratio`` removes a share of the MLP neurons; ``--target-macs``/``--target-params``
-prune to a share of the dense model's MACs/parameters, and ``--heads`` takes attention
-heads too (the report records the heads and the budget asked for and achieved).
+prune to a share of the dense model's MACs/parameters, ``--target-speedup``/
+``--target-latency`` to a latency measured on this device, and ``--heads`` takes
+attention heads too (the report records the heads and the budget asked for and achieved).
 
 Output folder: ``model/`` (the pruned model with its card), ``stats.safetensors``,
 ``plan.json`` (replayable with ``vbprune.apply_plan``) and ``report.json``; it appears
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         ModelOptions.from_args(args), DataOptions.from_args(args), pruning_config(args),
         OutputOptions.from_args(args), stats_file=args.stats, eval_split=args.eval_split,
         eval_samples=args.eval_samples, accept_other_weights=args.accept_other_weights,
-        measure_speedup=args.measure_speedup,
+        measure_speedup=args.measure_speedup, target_latency_ms=args.target_latency_ms,
     )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ def prune(
     eval_samples: int | None = None,
     accept_other_weights: bool = False,
     measure_speedup: bool = False,
+    target_latency_ms: float | None = None,
 ) -> int:
     """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push.
 
@@ -83,13 +85,14 @@ def prune(
     them, or a file from ``vbprune calibrate --heads``); with ``data.dataset`` up to
     :data:`~.arguments.PROBE_IMAGES` calibration images choose the weight of heads
     against neurons (KL to the dense logits), without it the default weight is used.
+    A latency budget is timed on the device the model runs on here (``target_latency_ms``:
+    milliseconds per batch, turned into the share of the dense model's latency).
     """
     from ..core.statistics import ActivationStats
     from ..io.folders import check_output_directory
     from ..io.model_specs import record_spec
     from ..planning.budget import check_budget
     from ..planning.steps import model_sites, site_units
-    from ..pruning import prune_model
     from .arguments import PROBE_IMAGES
     from .runtime import (
         calibrate,
@@ -110,7 +113,10 @@ def prune(
     model = prepare_model(model_options, accelerator)
     # with heads, a model whose attention cannot lose heads is refused here
     sites, others = model_sites(model, config.heads)
-    check_budget(model, sites, config)  # a budget out of reach: before calibrating
+    table = None
+    if config.target_latency is not None:  # timed (or read from the cache) before calibrating
+        table, config = _latency_table(model, sites, config, target_latency_ms)
+    check_budget(model, sites, config, table)  # a budget out of reach: before calibrating
     eval_loader = None
     if eval_split is not None:  # checked now, not after an hour of calibration
         eval_loader = image_loader(data, model, accelerator, eval_split, eval_samples, True)
@@ -149,7 +155,7 @@ def prune(
     # with covariance, the report says how much of each fc2's output the removal loses
     diagnose = all(entry.c2 is not None for entry in stats.values())
     dense = copy.deepcopy(model) if measure_speedup else None  # timed against the pruned
-    result = prune_model(model, stats, config=config, diagnose=diagnose, images=images)
+    result = _prune(accelerator, model, stats, config, diagnose, images, table)
     report["timings"]["prune_s"] = round(time.perf_counter() - start, 4)
     _measure(model, report, "after")
     report["num_pruned"] = result.num_pruned
@@ -174,6 +180,12 @@ def prune(
     if dense is not None:
         report["speedup"] = _speedup(dense, model, data.batch_size, model_options.dtype)
         del dense
+    elif report.get("budget", {}).get("measure") == "latency":  # measured while planning
+        budget = report["budget"]
+        report["speedup"] = {
+            "value": round(1 / budget["achieved"], 4), "batch_size": budget["batch_size"],
+            "device": budget["device"], "dtype": model_options.dtype,
+        }  # fmt: skip
     if accelerator.is_main_process:
         metadata = {"base_model": record_spec(model_options.model),
                     **({"speedup": report["speedup"]} if "speedup" in report else {}),
@@ -189,6 +201,49 @@ def prune(
             print(f"pushed to {out.push_to_hub}: {url}")
     accelerator.wait_for_everyone()
     return 0
+
+
+def _latency_table(model, sites, config: PruningConfig, milliseconds: float | None):
+    """The latency table of a latency budget, said in one line, and the config with the
+    share ``--target-latency MS`` asks for."""
+    import dataclasses
+
+    from ..planning.latency import latency_table
+    from .arguments import latency_share
+
+    table = latency_table(model, sites, batch_size=config.latency_batch or 1)
+    if milliseconds is not None:
+        config = dataclasses.replace(config, target_latency=latency_share(milliseconds, table))
+    print(f"latency on {table.device}, batch {table.batch_size}: dense {table.dense * 1e3:.3g} "
+          f"ms, target {config.target_latency * table.dense * 1e3:.3g} ms "
+          f"({1 / config.target_latency:.3g}x)")  # fmt: skip
+    return table, config
+
+
+def _prune(accelerator, model, stats, config: PruningConfig, diagnose, images, table):
+    """``prune_model`` on every process alike: where the plan depends on timing (a latency
+    budget) or on each process's images (the KL choice of heads), the main process makes
+    it and the others apply it."""
+    from ..pruning import prune_model
+
+    decided = accelerator.num_processes > 1 and (table is not None or images is not None)
+    if not decided:
+        return prune_model(model, stats, config=config, diagnose=diagnose, images=images,
+                           latency_table=table)  # fmt: skip
+    from accelerate.utils import broadcast_object_list
+
+    from ..core.selection import PruningPlan
+
+    result, payload = None, [None]
+    if accelerator.is_main_process:
+        result = prune_model(model, stats, config=config, diagnose=diagnose, images=images,
+                             latency_table=table)  # fmt: skip
+        payload = [result.plan.to_dict()]
+    broadcast_object_list(payload)
+    if result is None:
+        plan = PruningPlan.from_dict(payload[0])
+        result = prune_model(model, stats, config=config, diagnose=diagnose, plan=plan)
+    return result
 
 
 def _speedup(dense, pruned, batch_size: int, dtype: str) -> dict[str, Any]:
@@ -241,6 +296,29 @@ def _write_outputs(out: OutputOptions, model, stats, result, report, metadata) -
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
 
 
+def _budget_line(budget: dict[str, Any], pruning: dict[str, Any]) -> str:
+    """What the budget asked and achieved (and how heads were weighed), in one line."""
+    if budget.get("measure") == "latency":
+        line = (f"latency on {budget['device']}, batch {budget['batch_size']}: "
+                f"{1 / budget['asked']:.3g}x faster asked, {1 / budget['achieved']:.3g}x "
+                f"measured (the table predicted {1 / budget['predicted']:.3g}x)")  # fmt: skip
+    else:
+        what = "MACs" if budget.get("measure") == "macs" else "params"
+        asked = budget.get("asked")  # None: a ratio with heads, its MACs as the target
+        target = f"{asked:g}" if asked is not None else f"{budget.get('target', 0):.4g}"
+        of_ratio = "" if asked is not None else f" (what ratio {pruning.get('ratio')} removes)"
+        line = (f"budget: {target} of the dense model's {what} asked{of_ratio}, "
+                f"{budget['achieved']:.4g} kept")  # fmt: skip
+    if budget.get("head_weight") is not None:
+        how = (
+            "chosen by KL on calibration images" if budget.get("kl")
+            else "--head-weight" if "head_weight" in pruning
+            else "the default: no --dataset images to choose it on"
+        )  # fmt: skip
+        line += f"; heads weighed {budget['head_weight']:g} against neurons ({how})"
+    return line
+
+
 def _summary(report: dict[str, Any], output: str) -> str:
     params, macs, pruning = report["params"], report["macs"], report["pruning"]
     asked = ", ".join(f"{name} {pruning[name]:g}" for name in BUDGETS if name in pruning)
@@ -255,20 +333,7 @@ def _summary(report: dict[str, Any], output: str) -> str:
     ]
     budget = report.get("budget") or {}
     if budget.get("achieved") is not None:
-        what = "MACs" if budget.get("measure") == "macs" else "params"
-        asked = budget.get("asked")  # None: a ratio with heads, its MACs as the target
-        target = f"{asked:g}" if asked is not None else f"{budget.get('target', 0):.4g}"
-        of_ratio = "" if asked is not None else f" (what ratio {pruning.get('ratio')} removes)"
-        line = (f"budget: {target} of the dense model's {what} asked{of_ratio}, "
-                f"{budget['achieved']:.4g} kept")  # fmt: skip
-        if budget.get("head_weight") is not None:
-            how = (
-                "chosen by KL on calibration images" if budget.get("kl")
-                else "--head-weight" if "head_weight" in pruning
-                else "the default: no --dataset images to choose it on"
-            )  # fmt: skip
-            line += f"; heads weighed {budget['head_weight']:g} against neurons ({how})"
-        lines.append(line)
+        lines.append(_budget_line(budget, pruning))
     if "accuracy" in report:
         acc = report["accuracy"]
         lines.append(

@@ -19,7 +19,7 @@ from .criteria import CRITERIA
 from .errors import ConfigError, OptionTypeError
 
 SCOPES = ("global", "layer")
-BUDGETS = ("ratio", "target_macs", "target_params")
+BUDGETS = ("ratio", "target_macs", "target_params", "target_latency")
 # Defaults measured on the digits ViT (docs/benchmarks.md, "Heads and budgets"): the
 # paper's criterion for a ratio of MLP neurons; with heads or a budget the one that
 # measured best there, and the weight of heads against neurons tried first.
@@ -96,6 +96,17 @@ class PruningConfig:
             "help": "share of the dense model's parameters kept, in (0, 1] (instead of a ratio)"
         },
     )
+    target_latency: float | None = field(
+        default=None,
+        metadata={
+            "help": "share of the dense model's latency kept, in (0, 1], measured on the "
+            "device the model is on (a speedup S is 1/S; instead of a ratio)"
+        },
+    )
+    latency_batch: int | None = field(
+        default=None,
+        metadata={"help": "images per forward the latency budget is measured at (default 1)"},
+    )
     heads: bool = field(
         default=False,
         metadata={"help": "also prune attention heads, ranked with the MLP neurons"},
@@ -114,7 +125,7 @@ class PruningConfig:
         given = [name for name in BUDGETS if getattr(self, name) is not None]
         if len(given) != 1:
             raise ConfigError(
-                "give exactly one of ratio, target_macs, target_params"
+                "give exactly one of ratio, target_macs, target_params, target_latency"
                 + (f" (got {', '.join(given)})" if given else "")
             )
         for name in BUDGETS:
@@ -128,6 +139,14 @@ class PruningConfig:
             if not inside:  # also refuses NaN
                 raise ConfigError(f"{name} must be in {allowed}, got {value!r}")
             object.__setattr__(self, name, float(value))
+        batch = self.latency_batch
+        if batch is not None:
+            if isinstance(batch, bool) or not isinstance(batch, Integral) or batch < 1:
+                raise ConfigError(f"latency_batch must be a positive integer, got {batch!r}")
+            if self.target_latency is None:
+                raise ConfigError("latency_batch is the batch of a latency budget: it needs "
+                                  "target_latency")  # fmt: skip
+            object.__setattr__(self, "latency_batch", int(batch))
         if not isinstance(self.heads, bool):
             raise OptionTypeError(f"heads must be True or False, got {self.heads!r}")
         weight = self.head_weight
@@ -184,7 +203,8 @@ class PruningConfig:
 
     @property
     def budget(self) -> tuple[str, float]:
-        """``("ratio", 0.5)``, ``("target_macs", 0.3)`` or ``("target_params", 0.4)``."""
+        """``("ratio", 0.5)``, ``("target_macs", 0.3)``, ``("target_params", 0.4)`` or
+        ``("target_latency", 0.66)``."""
         name = next(name for name in BUDGETS if getattr(self, name) is not None)
         return name, getattr(self, name)
 
@@ -227,9 +247,10 @@ def default_criterion(config: PruningConfig, compensate: str) -> str:
     return BUDGET_LS_CRITERION if compensate == "ls" else BUDGET_CRITERION
 
 
-# options added with heads and budgets (0.5), and their values when unused
+# options added with heads and budgets (0.5) and latency budgets (0.6), and their values
+# when unused
 _UNUSED = {"ratio": None, "target_macs": None, "target_params": None, "heads": False,
-           "head_weight": None}  # fmt: skip
+           "head_weight": None, "target_latency": None, "latency_batch": None}  # fmt: skip
 
 
 def compensation(value: bool | str | None, default: str = "mean") -> str:
@@ -264,7 +285,8 @@ def resolve_config(config: PruningConfig | None = None, **options: Any) -> Pruni
     if config is None:
         if not any(name in given for name in BUDGETS):
             raise ConfigError(
-                "give a ratio (or target_macs, target_params), or config=PruningConfig(...)"
+                "give a ratio (or target_macs, target_params, target_latency), or "
+                "config=PruningConfig(...)"
             )
         return PruningConfig(**given)
     if not isinstance(config, PruningConfig):

@@ -64,6 +64,8 @@ def _budget_texts(
     ratio), and a line on the budget asked for and achieved (``None`` without one)."""
     ratio = pruning.get("ratio")
     measure = next((m for m in _MEASURES if pruning.get(f"target_{m}") is not None), None)
+    if pruning.get("target_latency") is not None:
+        return _latency_texts(pruning["target_latency"], budget, heads)
     if measure is None:  # a ratio, with heads: the MACs it saves, from neurons and heads
         asked = f"ratio {ratio}" + (", the MACs it saves taken from neurons and heads" * heads)
     else:
@@ -79,6 +81,21 @@ def _budget_texts(
         how = (" (chosen among several by the KL divergence of the pruned logits from the "
                "original ones on calibration images)" if budget.get("kl") else "")  # fmt: skip
         line += f"; heads weighed {budget['head_weight']:g} against neurons{how}"
+    return asked, line + "."
+
+
+def _latency_texts(share: float, budget: Mapping[str, Any], heads: bool) -> tuple[str, str | None]:
+    """:func:`_budget_texts` of a latency budget (the device and batch it was timed on)."""
+    where = f"{budget.get('device', 'the device')}, batch {budget.get('batch_size', 1)}"
+    asked = (f"{'attention heads included, ' if heads else ''}per second saved (each layer "
+             f"timed at several widths on {where}), down to {100 * share:.3g} % of the "
+             f"latency ({1 / share:.3g}x faster)")  # fmt: skip
+    if budget.get("achieved") is None:
+        return asked, None
+    line = (f"Budget: {1 / share:.3g}x faster asked on {where}; {1 / budget['achieved']:.3g}x "
+            "measured (the pruned shapes timed against the original in turns)")  # fmt: skip
+    if budget.get("head_weight") is not None:
+        line += f"; heads weighed {budget['head_weight']:g} against neurons"
     return asked, line + "."
 
 

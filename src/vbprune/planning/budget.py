@@ -26,24 +26,28 @@ from ..core.config import DEFAULT_HEAD_WEIGHT, HEAD_WEIGHTS, PruningConfig
 from ..core.errors import ConfigError, OptionTypeError
 from ..core.selection import PruningPlan, plan_from_keep, select_units
 from ..core.units import SiteUnits
+from .latency import LatencyTable, latency_table, refine_to_latency
 from .steps import Site, apply_checked, model_sites, progress
 
 
-def _terms(model: nn.Module, sites: list[Site], config: PruningConfig):
+def _terms(model: nn.Module, sites: list[Site], config: PruningConfig, table=None):
     """``(measure, its name, cost per unit by site, the model's total, min_keep by
-    site, reserve)`` of the budget ``config`` states.
+    site, reserve)`` of the budget ``config`` states (a latency budget's from ``table``).
 
     With ``round_to`` an MLP keeps at least ``min_keep`` rounded up to a multiple (the
     widths are rounded down afterwards, never below it). ``reserve`` is what the
     pruning may add: the output bias the fold creates in a bias-free fc2 or projection
     (parameters only), taken off the target so the budget stays met."""
-    costs = unit_costs(model, sites)
-    measure = "params" if config.target_params is not None else "macs"
-    what = "parameters" if measure == "params" else "MACs"
     floor = config.round_to * math.ceil(config.min_keep / config.round_to)
     min_keep = {
         site.name: min(site.width, floor) if site.kind == "mlp" else 1 for site in sites
     }  # fmt: skip
+    if config.target_latency is not None:
+        _check_table(table, sites, config.latency_batch)
+        return "latency", "measured latency", table.per_unit(), table.dense, min_keep, 0.0
+    costs = unit_costs(model, sites)
+    measure = "params" if config.target_params is not None else "macs"
+    what = "parameters" if measure == "params" else "MACs"
     reserve = 0.0
     if measure == "params" and config.compensate != "none":
         reserve = float(sum(
@@ -53,16 +57,44 @@ def _terms(model: nn.Module, sites: list[Site], config: PruningConfig):
     return measure, what, costs[measure], float(costs["total"][measure]), min_keep, reserve
 
 
-def check_budget(model: nn.Module, sites: list[Site], config: PruningConfig) -> None:
-    """Refuse a ``target_macs``/``target_params`` out of reach before any statistics are
-    collected (the costs need one counted forward, no data); a ratio passes.
+def _check_table(table: LatencyTable, sites: list[Site], batch: int | None) -> None:
+    """Refuse a latency table of another model (a site missing or of another width) or
+    of another batch size than ``latency_batch`` asks."""
+    if batch is not None and batch != table.batch_size:
+        raise ConfigError(
+            f"the latency table was measured at batch {table.batch_size}, the config asks "
+            f"latency_batch={batch}: make it with vbprune.latency_table(model, batch_size="
+            f"{batch})"
+        )
+    for site in sites:
+        entry = table.sites.get(site.name)
+        if entry is None or entry["width"] != site.width // site.unit_size:
+            raise ConfigError(
+                f"the latency table does not match the model at {site.name!r}: make it "
+                "for this model with vbprune.latency_table(model)"
+            )
+
+
+def _table(model: nn.Module, sites: list[Site], config: PruningConfig, table):
+    """The latency table of a latency budget (measured now, or cached, when not given)."""
+    if config.target_latency is None or table is not None:
+        return table
+    return latency_table(model, sites, batch_size=config.latency_batch or 1)
+
+
+def check_budget(
+    model: nn.Module, sites: list[Site], config: PruningConfig, table: LatencyTable | None = None
+) -> None:
+    """Refuse a budget out of reach before any statistics are collected (the costs need
+    one counted forward, or the latency ``table``, no data); a ratio passes.
 
     Raises:
         ConfigError: naming the reachable minimum, as :func:`vbprune.prune_model` would.
     """
     if config.ratio is not None:  # a ratio's target (with heads) depends on the scores
         return
-    _, what, per, total, min_keep, reserve = _terms(model, sites, config)
+    table = _table(model, sites, config, table)
+    _, what, per, total, min_keep, reserve = _terms(model, sites, config, table)
     units = {site.name: site.units() for site in sites}
     target = config.budget[1] * total - reserve
     check_reachable(config, units, per, total, target, min_keep, what)
@@ -75,11 +107,15 @@ def budget_plan(
     scores: Mapping[str, Tensor],
     config: PruningConfig,
     images: Tensor | Iterable[Any] | None,
+    table: LatencyTable | None = None,
 ) -> PruningPlan:
     """The plan of a budget (or of a ratio with heads): units of least score per unit of
     cost removed until the model fits; with heads, the weight of heads against neurons
-    chosen by KL to the dense logits on ``images`` (MLP-only among the candidates)."""
-    measure, what, per, total, min_keep, reserve = _terms(model, sites, config)
+    chosen by KL to the dense logits on ``images`` (MLP-only among the candidates). A
+    latency budget's plan is then refined until a pruned copy's measured latency meets
+    it (:func:`~vbprune.planning.latency.refine_to_latency`)."""
+    table = _table(model, sites, config, table)
+    measure, what, per, total, min_keep, reserve = _terms(model, sites, config, table)
     mlp = [site.name for site in sites if site.kind == "mlp"]
     kinds = {site.name: site.kind for site in sites}
     if config.ratio is not None:  # with heads: the MACs MLP-only pruning at this ratio saves
@@ -90,7 +126,7 @@ def budget_plan(
         target = config.budget[1] * total - reserve
     check_reachable(config, units, per, total, target, min_keep, what)
 
-    def plan_for(weight: float | None) -> PruningPlan:
+    def plan_for(weight: float | None, target: float = target) -> PruningPlan:
         chosen = mlp if weight is None else list(units)
         keep = select_to_budget(
             {name: scores[name] for name in chosen}, per, total, target, min_keep,
@@ -106,22 +142,36 @@ def budget_plan(
         )  # fmt: skip
         plan.budget = {
             "measure": measure, "asked": config.budget[1] if config.ratio is None else None,
-            "target": round(target / total, 6), "dense": total,
+            "target": round(config.budget[1] if measure == "latency" else target / total, 6),
+            "dense": total,
             "predicted": round(predicted / total, 6),
             "head_weight": weight if config.heads else None,
         }  # fmt: skip
         return plan
 
     if not config.heads:
-        return plan_for(None)
-    if config.head_weight is not None:
-        return plan_for(config.head_weight)
-    if images is None:
-        return plan_for(DEFAULT_HEAD_WEIGHT)
-    candidates = [plan_for(weight) for weight in HEAD_WEIGHTS]
-    with contextlib.suppress(ConfigError):  # out of reach without heads: not a candidate
-        candidates.append(plan_for(None))  # MLP-only: the result is never further than it
-    return _closest_to_dense(model, sites, units, candidates, config.compensate, images)
+        chosen = plan_for(None)
+    elif config.head_weight is not None:
+        chosen = plan_for(config.head_weight)
+    elif images is None:
+        chosen = plan_for(DEFAULT_HEAD_WEIGHT)
+    else:
+        candidates = [plan_for(weight) for weight in HEAD_WEIGHTS]
+        with contextlib.suppress(ConfigError):  # out of reach without heads: no candidate
+            candidates.append(plan_for(None))  # MLP-only: the result is never further
+        chosen = _closest_to_dense(model, sites, units, candidates, config.compensate, images)
+    if measure != "latency":
+        return chosen
+    # the weight chosen at the predicted target, refined on measured latency
+    weight = chosen.budget["head_weight"] if config.heads else None
+    refined = refine_to_latency(model, sites, units, lambda goal: plan_for(weight, goal),
+                                config.target_latency, table)  # fmt: skip
+    refined.budget.update(
+        {k: v for k, v in chosen.budget.items() if k == "kl"},
+        device=table.device,
+        batch_size=table.batch_size,
+    )
+    return refined
 
 
 def _as_batches(images: Tensor | Iterable[Any]) -> list[Tensor]:
@@ -184,7 +234,11 @@ def _closest_to_dense(
 
 
 def record_achieved(model: nn.Module, budget: dict[str, Any]) -> None:
-    """The measure the pruned model really has (counted), as a share of the dense one."""
+    """The measure the pruned model really has (counted), as a share of the dense one; a
+    latency budget's was measured while refining its plan (a copy of the same shapes
+    timed against the dense model), which no longer exists here."""
+    if budget["measure"] == "latency":
+        return
     if budget["measure"] == "params":
         now = sum(p.numel() for p in model.parameters())
     else:
