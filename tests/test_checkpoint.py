@@ -164,7 +164,7 @@ def test_missing_weights_unknown_family_and_newer_keys(images, tmp_path):
         vbprune.from_pretrained(hf)
 
     (folder / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="holds no model weights"):
         vbprune.from_pretrained(folder)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         vbprune.from_pretrained(tmp_path)

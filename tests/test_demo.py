@@ -46,6 +46,12 @@ def test_demo_runs_and_variance_beats_random_selection(tmp_path, monkeypatch, ca
     assert heads["top1_after_pruning"] >= top1["random", "mean"]["top1_after_pruning"]
     model = vbprune.from_pretrained(out / "model")
     assert vbprune.count_params(model) == report["params"]["after"]
+    # every number on the card is real: the widths before and after, summed
+    card = " ".join((out / "model" / "README.md").read_text().split())
+    widths = vbprune.architectures.mlp_widths(model)
+    total = sum(report["original_widths"].values())
+    assert f"(4 MLPs, {total} -> {sum(widths.values())} neurons in total)" in card
+    assert f'vbprune.from_pretrained("{out / "model"}")' in card  # loaded from where it is
     captured = capsys.readouterr()
     printed = captured.out
     # --quiet keeps the results; no Trainer log dictionaries, no warnings to explain

@@ -16,7 +16,7 @@ import sys
 
 from ._version import __version__
 from .commands import calibrate, demo, distill, evaluate, inspect, prune, push, sweep
-from .core.errors import VBPruneError
+from .core.errors import VBPruneError, error_line
 
 # name -> module with HELP, add_arguments(parser) and run(args), in the order --help lists
 COMMANDS = {
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except VBPruneError as error:
-        print(f"vbprune {args.command}: error: {error}", file=sys.stderr)
+        print(f"vbprune {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -16,7 +16,12 @@ from torch import nn
 
 from ..core.errors import UnsupportedModelError
 from .backend import Backend, model_backend
-from .finder import find_attention_sites_and_problems, find_sites, unsupported_error
+from .finder import (
+    SUPPORTED_MODELS_DOC,
+    find_attention_sites_and_problems,
+    find_sites,
+    unsupported_error,
+)
 from .layouts import (
     ATTENTION_LAYOUTS,
     LAYOUTS,
@@ -83,7 +88,8 @@ def find_attention_sites(model: nn.Module) -> list[AttentionSite]:
     if not sites:
         raise UnsupportedModelError(
             f"vbprune cannot prune the heads of {kind}: no attention module of a known "
-            f"layout found. Supported attention classes: {', '.join(all_attention_class_names())}"
+            f"layout found; {len(all_attention_class_names())} attention classes are "
+            f"supported: {SUPPORTED_MODELS_DOC}"
         )
     return sites
 

@@ -178,6 +178,10 @@ def find_sites(model: nn.Module) -> tuple[list[MLPSite], list[str]]:
     return sites, problems
 
 
+# where the supported families, classes and reasons for refusals are listed
+SUPPORTED_MODELS_DOC = "see docs/supported_models.md"
+
+
 def unsupported_error(model: nn.Module, problems: list[str]) -> UnsupportedModelError:
     """The error for a model with unmatched MLPs, or with none at all."""
     kind = type(model).__name__
@@ -185,8 +189,9 @@ def unsupported_error(model: nn.Module, problems: list[str]) -> UnsupportedModel
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return UnsupportedModelError(f"vbprune cannot prune {kind}: {problems[0]}{more}")
     return UnsupportedModelError(
-        f"vbprune cannot prune {kind}: no module of a known MLP layout found. Supported "
-        f"MLP classes: {', '.join(all_class_names())}"
+        f"vbprune cannot prune {kind}: no module of a known MLP layout found (a network of "
+        f"convolutions alone has none); {len(all_class_names())} MLP classes of timm and "
+        f"transformers are supported: {SUPPORTED_MODELS_DOC}"
     )
 
 

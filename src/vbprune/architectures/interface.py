@@ -101,6 +101,30 @@ def num_classes(model: nn.Module) -> int | None:
     return getattr(getattr(inner, "config", None), "num_labels", None)
 
 
+def class_names(model: nn.Module) -> list[str] | None:
+    """The name of each class ``model`` predicts, by index, when it knows them: a
+    transformers config's ``id2label`` (not the ``LABEL_0``, ... placeholders), timm's
+    ``label_names`` (list, or dict by index); ``None`` otherwise."""
+    import re
+
+    inner = getattr(model, "model", model)  # the Trainer's wrapper of a timm model
+    count = num_classes(model)
+    config = getattr(inner, "config", None)
+    id2label = getattr(config, "id2label", None) if config is not None else None
+    names: Any = None
+    if isinstance(id2label, dict) and id2label:
+        names = {int(k): str(v) for k, v in id2label.items()}
+        if all(re.fullmatch(r"LABEL_\d+", v) for v in names.values()):
+            names = None  # transformers' placeholders: no names
+    if names is None:
+        names = (getattr(inner, "pretrained_cfg", None) or {}).get("label_names")
+    if isinstance(names, dict):
+        names = [str(names.get(i, names.get(str(i), ""))) for i in range(len(names))]
+    if not names or (count is not None and len(names) != count) or "" in names:
+        return None
+    return [str(name) for name in names]
+
+
 def logits_of(output: Any) -> Any:
     """The logits of a model output (timm: the tensor; transformers: ``.logits``)."""
     return output if not hasattr(output, "logits") else output.logits

@@ -34,7 +34,7 @@ def device_name(device: torch.device) -> str:
 
 def time_in_turns(
     calls: Mapping[str, Callable[[], object]],
-    cuda: bool,
+    device: torch.device,
     repeats: int = 10,
     max_seconds: float | None = None,
     warmup: int = 2,
@@ -42,9 +42,17 @@ def time_in_turns(
     """Median seconds of each call, measured in turns: each round times every call once,
     the order rotating, so that drift on a shared machine hits them alike (what a ratio
     between them should be read from). Stops after ``repeats`` rounds, or earlier once
-    ``max_seconds`` have passed (at least one round). ``cuda``: wait for the GPU's work
-    around each call."""
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    ``max_seconds`` have passed (at least one round). On a GPU ``device`` its work is
+    waited for around each call."""
+    if device.type == "cuda":
+
+        def sync() -> None:
+            torch.cuda.synchronize(device)
+    else:
+
+        def sync() -> None:
+            pass
+
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
     with torch.inference_mode():
@@ -80,7 +88,7 @@ def measure_latencies(
         for model in models.values():
             model.eval()
         calls = {name: (lambda m=model: m(batch)) for name, model in models.items()}
-        return time_in_turns(calls, batch.is_cuda, repeats, max_seconds)
+        return time_in_turns(calls, batch.device, repeats, max_seconds)
     finally:
         for name, model in models.items():
             model.train(modes[name])

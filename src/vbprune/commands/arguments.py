@@ -249,19 +249,20 @@ def pruning_config(args: argparse.Namespace) -> PruningConfig:
         raise type(error)(message) from None
 
 
-def latency_share(milliseconds: float, table) -> float:
-    """The share of the dense model's latency (``table``: its
-    :class:`~vbprune.LatencyTable`) that ``--target-latency MS`` asks for.
+def latency_share(milliseconds: float, dense_seconds: float, table) -> float:
+    """The share of the dense model's latency (``dense_seconds``, timed now; ``table``:
+    its :class:`~vbprune.LatencyTable`, for the device and batch) that
+    ``--target-latency MS`` asks for.
 
     Raises:
         ConfigError: when the dense model is already as fast.
     """
     from ..core.errors import ConfigError
 
-    dense = table.dense * 1e3
+    dense = dense_seconds * 1e3
     if milliseconds >= dense:
         raise ConfigError(
             f"--target-latency {milliseconds:g} ms: the dense model already takes {dense:.3g} "
-            f"ms per batch of {table.batch_size} on {table.device}; nothing to prune"
+            f"ms per batch of {table.batch_size} on {table.device}"
         )
     return milliseconds / dense

@@ -50,7 +50,7 @@ def calibrate_statistics(
 ) -> int:
     """Check the output file, load the model, calibrate (the attention sites too with
     ``heads``), write the statistics."""
-    from ..io.folders import check_parents
+    from ..io.folders import check_parents, remove_own_temporaries
     from ..io.model_specs import record_spec
     from .runtime import calibrate, make_accelerator, prepare_model
 
@@ -65,6 +65,7 @@ def calibrate_statistics(
     stats, info = calibrate(data, model, accelerator, covariance=covariance, heads=heads,
                             model_spec=record_spec(model_options.model))  # fmt: skip
     if accelerator.is_main_process:
+        remove_own_temporaries(output)  # of a run killed while writing this file
         stats.save(output)
         attention = info.get("attention_sites", 0)
         sites = f"{len(stats) - attention} MLPs" + (

@@ -10,6 +10,7 @@ and saved with its model card, all in one output folder.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.compensation import COMPENSATIONS
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from .._digits import accuracy, load_digits_tensors, trained_digits_vit
+    from ..architectures import mlp_widths
     from ..calibration import VarianceCalibrator
     from ..evaluation.counting import count_macs, count_params
     from ..io.checkpoint import save_pretrained
@@ -158,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
                     for s, top1 in pruned.items()
                 ],
             },
+            # the card's widths before -> after: every number on it is real
+            "original_widths": mlp_widths(original), "widths": mlp_widths(student),
             "params": {"before": count_params(original), "after": count_params(student)},
             "macs": {"before": count_macs(original), "after": count_macs(student)},
             "seconds": round(time.perf_counter() - start, 1),
@@ -165,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         save_pretrained(
             student,
             out / "model",
+            location=Path(args.output) / "model",
             metadata={
                 "base_model": "vbprune digits ViT",
                 "pruning": config.to_dict(),

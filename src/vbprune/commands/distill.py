@@ -188,7 +188,7 @@ def distill(options: DistillOptions, data: DataOptions, training: Any, out: Outp
     from ..io.folders import model_folder, remove_stale_temporaries
     from ..io.metadata import loaded_metadata
     from ..io.model_specs import load_model
-    from .runtime import check_label_count
+    from .runtime import label_mapping
 
     output = Path(out.output)
     run_dir = output / "checkpoints"
@@ -212,18 +212,36 @@ def distill(options: DistillOptions, data: DataOptions, training: Any, out: Outp
 
     train = load(data.split, data.num_samples, data.seed)
     val = load(options.eval_split, options.eval_samples, None)
-    for dataset, split in ((train, data.split), (val, options.eval_split)):
-        check_label_count(dataset, data.label_column, student, f"{data.dataset} ({split})")
+    mappings = [
+        label_mapping(dataset, data.label_column, student, f"{data.dataset} ({split})",
+                      str(data.dataset))
+        for dataset, split in ((train, data.split), (val, options.eval_split))
+    ]  # fmt: skip
+    if mappings[0] != mappings[1]:  # one collator serves both splits
+        from ..core.errors import DatasetError
+
+        raise DatasetError(f"the classes of {data.dataset}'s {data.split} and "
+                           f"{options.eval_split} splits are numbered differently")  # fmt: skip
+
     try:
         return _train_and_save(options, data, training, out, student, teacher, train, val,
-                               resume, section, (teacher_spec, teacher_seed))  # fmt: skip
-    except BaseException:
+                               resume, section, (teacher_spec, teacher_seed),
+                               mappings[0])  # fmt: skip
+    except BaseException as error:
         _clean_failed_run(output, run_dir, created)
+        from ..core.errors import OutputNotWritableError, out_of_space
+
+        reason = out_of_space(error)  # a checkpoint, the model or the report
+        if reason is not None:
+            raise OutputNotWritableError(
+                f"cannot write {output}: {reason}; checkpoints that were complete are kept "
+                "(--resume last)"
+            ) from error
         raise
 
 
 def _train_and_save(options, data, training, out, student, teacher, train, val, resume,
-                    section, teacher_info):  # fmt: skip
+                    section, teacher_info, label_map=None):  # fmt: skip
     """Train (resuming from ``resume``), then write the best model and the report."""
     import json
     import shutil
@@ -250,7 +268,7 @@ def _train_and_save(options, data, training, out, student, teacher, train, val, 
         model=student, teacher_model=teacher, args=training, train_dataset=train,
         eval_dataset=val, data_collator=ImageCollator(
             image_transform(student), data.image_column, data.label_column,
-            skip_bad_images=data.skip_bad_images, keep_slots=True),
+            skip_bad_images=data.skip_bad_images, keep_slots=True, label_map=label_map),
         compute_metrics=top1_metrics,
     )  # fmt: skip
     # bars where the Trainer shows them, a line per evaluation unless --quiet

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 from typing import Any
 
 from ..core.config import BUDGETS, PruningConfig
@@ -50,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time the dense and the pruned model in turns (a batch of --batch-size) and "
         "put the measured speedup in the report and on the card",
     )  # fmt: skip
+    parser.add_argument(
+        "--refresh-latency-table", action="store_true",
+        help="with --target-speedup/--target-latency: time every layer again instead of "
+        "reading the cached table of this model and device",
+    )  # fmt: skip
     parser.add_argument("--output", required=True, help="folder for the pruned model")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="then upload to this Hub repo")
@@ -64,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         OutputOptions.from_args(args), stats_file=args.stats, eval_split=args.eval_split,
         eval_samples=args.eval_samples, accept_other_weights=args.accept_other_weights,
         measure_speedup=args.measure_speedup, target_latency_ms=args.target_latency_ms,
+        refresh_latency_table=args.refresh_latency_table,
     )  # fmt: skip
 
 
@@ -78,6 +85,7 @@ def prune(
     accept_other_weights: bool = False,
     measure_speedup: bool = False,
     target_latency_ms: float | None = None,
+    refresh_latency_table: bool = False,
 ) -> int:
     """Load, calibrate (or read ``stats_file``), measure, prune, measure, write, push.
 
@@ -115,7 +123,8 @@ def prune(
     sites, others = model_sites(model, config.heads)
     table = None
     if config.target_latency is not None:  # timed (or read from the cache) before calibrating
-        table, config = _latency_table(model, sites, config, target_latency_ms)
+        table, config = _latency_table(accelerator, model, sites, config, target_latency_ms,
+                                       refresh_latency_table)  # fmt: skip
     check_budget(model, sites, config, table)  # a budget out of reach: before calibrating
     eval_loader = None
     if eval_split is not None:  # checked now, not after an hour of calibration
@@ -166,6 +175,8 @@ def prune(
         report["heads"] = result.heads
     if result.budget:  # measure, asked, target, predicted, achieved, head_weight (kl)
         report["budget"] = dict(result.budget)
+        if target_latency_ms is not None:  # what was typed, beside the share it became
+            report["budget"]["asked_ms"] = target_latency_ms
     # a hidden LayerNorm/GRN couples the neurons there: the mean fold is approximate
     report["approximate_sites"] = result.approximate_sites
     if result.lost_variance:  # with covariance: how much of each fc2's output is lost
@@ -203,17 +214,29 @@ def prune(
     return 0
 
 
-def _latency_table(model, sites, config: PruningConfig, milliseconds: float | None):
+def _latency_table(accelerator, model, sites, config: PruningConfig, milliseconds, refresh):
     """The latency table of a latency budget, said in one line, and the config with the
-    share ``--target-latency MS`` asks for."""
+    share ``--target-latency MS`` asks for (of the dense model timed now: a cached
+    table's dense time may be of another hour). With several processes the main one
+    times, the others get its numbers."""
     import dataclasses
 
-    from ..planning.latency import latency_table
+    from ..architectures.timing import measure_latencies, timing_batch
+    from ..planning.latency import LatencyTable, latency_table
     from .arguments import latency_share
+    from .runtime import main_decides
 
-    table = latency_table(model, sites, batch_size=config.latency_batch or 1)
+    batch = config.latency_batch or 1
+    table = LatencyTable.from_dict(main_decides(
+        accelerator,
+        lambda: latency_table(model, sites, batch_size=batch, refresh=refresh).to_dict(),
+    ))  # fmt: skip
     if milliseconds is not None:
-        config = dataclasses.replace(config, target_latency=latency_share(milliseconds, table))
+        dense = main_decides(accelerator, lambda: measure_latencies(
+            {"dense": model}, timing_batch(model, batch), repeats=10, max_seconds=30.0
+        )["dense"])  # fmt: skip
+        share = latency_share(milliseconds, dense, table)
+        config = dataclasses.replace(config, target_latency=share)
     print(f"latency on {table.device}, batch {table.batch_size}: dense {table.dense * 1e3:.3g} "
           f"ms, target {config.target_latency * table.dense * 1e3:.3g} ms "
           f"({1 / config.target_latency:.3g}x)")  # fmt: skip
@@ -223,27 +246,28 @@ def _latency_table(model, sites, config: PruningConfig, milliseconds: float | No
 def _prune(accelerator, model, stats, config: PruningConfig, diagnose, images, table):
     """``prune_model`` on every process alike: where the plan depends on timing (a latency
     budget) or on each process's images (the KL choice of heads), the main process makes
-    it and the others apply it."""
+    it and the others apply it (an error on the main process stops them all)."""
     from ..pruning import prune_model
 
     decided = accelerator.num_processes > 1 and (table is not None or images is not None)
     if not decided:
         return prune_model(model, stats, config=config, diagnose=diagnose, images=images,
                            latency_table=table)  # fmt: skip
-    from accelerate.utils import broadcast_object_list
-
     from ..core.selection import PruningPlan
+    from .runtime import main_decides
 
-    result, payload = None, [None]
-    if accelerator.is_main_process:
-        result = prune_model(model, stats, config=config, diagnose=diagnose, images=images,
-                             latency_table=table)  # fmt: skip
-        payload = [result.plan.to_dict()]
-    broadcast_object_list(payload)
-    if result is None:
-        plan = PruningPlan.from_dict(payload[0])
-        result = prune_model(model, stats, config=config, diagnose=diagnose, plan=plan)
-    return result
+    made = []
+
+    def make() -> dict:
+        made.append(prune_model(model, stats, config=config, diagnose=diagnose,
+                                images=images, latency_table=table))  # fmt: skip
+        return made[0].plan.to_dict()
+
+    plan = main_decides(accelerator, make)
+    if made:
+        return made[0]
+    return prune_model(model, stats, config=config, diagnose=diagnose,
+                       plan=PruningPlan.from_dict(plan))  # fmt: skip
 
 
 def _speedup(dense, pruned, batch_size: int, dtype: str) -> dict[str, Any]:
@@ -290,7 +314,8 @@ def _write_outputs(out: OutputOptions, model, stats, result, report, metadata) -
     from ..io.folders import atomic_directory
 
     with atomic_directory(out.output, overwrite=out.overwrite) as tmp:
-        save_pretrained(model, tmp / "model", metadata=metadata)
+        save_pretrained(model, tmp / "model", metadata=metadata,
+                        location=Path(out.output) / "model")  # fmt: skip
         stats.save(tmp / "stats.safetensors")
         (tmp / "plan.json").write_text(json.dumps(result.plan.to_dict()))
         (tmp / "report.json").write_text(json.dumps(report, indent=2))

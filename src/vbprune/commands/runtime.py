@@ -5,7 +5,7 @@ only (it loads torch)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -46,11 +46,14 @@ def image_loader(
         data.dataset, split, image_column=data.image_column, label_column=label_column,
         num_samples=num_samples, streaming=data.streaming, shuffle_seed=data.seed,
     )  # fmt: skip
-    if labels:
-        check_label_count(dataset, data.label_column, model, f"{data.dataset} ({split})")
+    mapping = None
+    if labels:  # labels follow the model's class names (or are refused), not the folders'
+        mapping = label_mapping(dataset, data.label_column, model, f"{data.dataset} ({split})",
+                                str(data.dataset))  # fmt: skip
     dataset = undecoded(dataset, data.image_column)  # decoded, named or skipped, below
     collate = ImageCollator(image_transform(model), data.image_column, label_column,
-                            skip_bad_images=data.skip_bad_images)  # fmt: skip
+                            skip_bad_images=data.skip_bad_images,
+                            label_map=mapping)  # fmt: skip
     loader = make_loader(dataset, collate, data.batch_size, data.num_workers, accelerator)
     return SkippedImages(loader, accelerator)
 
@@ -97,20 +100,53 @@ def skipped_report(names: Iterable[str], accelerator: Accelerator) -> dict[str, 
     return {"count": len(names), "first": names[:10]}
 
 
-def check_label_count(dataset, label_column: str, model: torch.nn.Module, what: str) -> None:
-    """Refuse labels the model cannot predict (scoring them would be meaningless, or an
-    IndexError deep in the loss)."""
-    from ..architectures.interface import num_classes
+def label_mapping(
+    dataset, label_column: str, model: torch.nn.Module, what: str, source: str | None = None
+) -> dict[int, int] | None:
+    """The model's class index of each dataset label, when they differ (``None``: the
+    same numbering), so that labels follow the model's class names.
+
+    With class names on both sides (a ``ClassLabel``; ``id2label`` or timm's
+    ``label_names``) the labels are matched by name: a dataset class the model lacks is
+    refused, a model class the dataset lacks is fine. Names of two different schemes
+    (no name in common) fall back to the numbering. Without the model's names, a folder
+    split that lacks classes and has no ``train/`` to number them by is refused (its
+    labels would be renumbered silently), as are more classes than the model predicts.
+
+    Raises:
+        DatasetError: naming the classes, the model's count and what to do.
+    """
+    from pathlib import Path
+
+    from ..architectures.interface import class_names, num_classes
     from ..core.errors import DatasetError
 
     feature = (getattr(dataset, "features", None) or {}).get(label_column)
-    names = getattr(feature, "names", None)  # a ClassLabel: the number of classes
+    names = list(getattr(feature, "names", None) or [])  # a ClassLabel: the dataset's classes
     classes = num_classes(model)
+    model_names = class_names(model)
+    if names and model_names and set(names) & set(model_names):
+        missing = [name for name in names if name not in model_names]
+        if missing:
+            raise DatasetError(
+                f"{what} has classes the model does not know: {missing[:5]} (its classes: "
+                f"{model_names[:5]}{' ...' if len(model_names) > 5 else ''})"
+            )
+        mapping = {i: model_names.index(name) for i, name in enumerate(names)}
+        return None if all(i == j for i, j in mapping.items()) else mapping
     if names and classes and len(names) > classes:
         raise DatasetError(
             f"{what} has {len(names)} classes, the model predicts {classes}: they must share "
             "one label space"
         )
+    local = Path(source) if source is not None and Path(source).is_dir() else None
+    if names and classes and len(names) < classes and local and not (local / "train").is_dir():
+        raise DatasetError(
+            f"{what} has {len(names)} classes, the model predicts {classes} and has no "
+            "class names to match them by: its labels would be renumbered; add the "
+            f"missing class folders or a {local / 'train'} folder to number them by"
+        )
+    return None
 
 
 def calibrate(
@@ -226,3 +262,32 @@ def probe_images(data: DataOptions, model: torch.nn.Module, count: int) -> torch
         if total >= wanted:
             break
     return torch.cat(batches) if batches else torch.empty(0)
+
+
+def main_decides(accelerator: Accelerator, make: Callable[[], Any]) -> Any:
+    """``make()`` run by the main process only and its (picklable) result given to every
+    process: what must not differ between them (timings, a plan chosen on one process's
+    images). An error on the main process is raised by every process, so none waits for
+    a result that never comes."""
+    if accelerator.num_processes == 1:
+        return make()
+    from accelerate.utils import broadcast_object_list
+
+    from ..core.errors import ConfigError
+
+    payload: list[Any] = [None]
+    error: BaseException | None = None
+    if accelerator.is_main_process:
+        try:
+            payload = [("done", make())]
+        except BaseException as caught:  # told to the others before it is raised here
+            error = caught
+            payload = [("failed", str(caught).splitlines()[0] if str(caught) else
+                        type(caught).__name__)]  # fmt: skip
+    broadcast_object_list(payload)
+    if error is not None:
+        raise error
+    outcome, value = payload[0]
+    if outcome == "failed":
+        raise ConfigError(f"the main process stopped: {value}")
+    return value

@@ -146,6 +146,14 @@ def check_reachable(
         return
     asked = config.budget[0]
     hint = "" if config.heads else "; heads=True (--heads) also prunes attention heads"
+    if asked == "target_latency":  # said as the speedup it is
+        raise ConfigError(
+            f"a speedup of {1 / config.budget[1]:.3g}x (target_latency={config.budget[1]:.3g}) "
+            f"is out of reach: pruning can make the model at most "
+            f"{f'{total / floor:.3g}x' if floor > 0 else 'any amount'} faster "
+            f"by the latency table (every MLP keeps min_keep={config.min_keep} neurons"
+            f"{', every attention one head' if config.heads else ''}){hint}"
+        )
     raise ConfigError(
         f"{asked}={config.budget[1]:g} is out of reach: pruning can bring the model down to "
         f"{floor / total:.3f} of its {what} at most (every MLP keeps min_keep="

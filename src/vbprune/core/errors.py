@@ -9,6 +9,8 @@ written against those keeps working.
 
 from __future__ import annotations
 
+import errno
+
 
 class VBPruneError(Exception):
     """Base of every error vbprune raises for input it cannot use."""
@@ -68,3 +70,42 @@ class HubError(VBPruneError, OSError):
 
 class MissingDependencyError(VBPruneError, ImportError):
     """An optional dependency is not installed (names it and the extra that installs it)."""
+
+
+def error_line(error: BaseException) -> str:
+    """What the ``vbprune`` command prints of ``error``: its message, or, for an error
+    torch's DataLoader re-raised from a worker process (same class, message ``Caught X
+    in DataLoader worker process N.`` plus the worker's traceback), the original
+    message the worker raised."""
+    message = str(error)
+    if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
+        return message
+    # the traceback ends with "<module>.<Class>: <original message>" (possibly several
+    # lines: the message's own); take what follows the class name
+    name = type(error).__name__
+    tail = message.rsplit("Traceback (most recent call last):", 1)[-1]
+    for marker in (f".{name}: ", f"{name}: "):
+        if marker in tail:
+            return tail.split(marker, 1)[1].strip()
+    return message.splitlines()[0]
+
+
+# no space left, file too large (a size limit), disk quota exceeded
+_FULL = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large",
+         errno.EDQUOT: "disk quota exceeded"}  # fmt: skip
+
+
+def out_of_space(error: BaseException) -> str | None:
+    """Why writing failed when ``error`` says the disk is full or a file-size limit was
+    hit (an ``OSError``, or safetensors' error that carries the OS error's text and
+    number), or was caused by such an error (an inner write's), else ``None``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:  # the error, or what caused it
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FULL:
+            return _FULL[error.errno]
+        for code, reason in _FULL.items():
+            if f"os error {code})" in str(error):
+                return reason
+        error = error.__cause__ or error.__context__
+    return None

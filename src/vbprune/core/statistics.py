@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import MissingInputError, StatisticsError
+from .errors import MissingInputError, OutputNotWritableError, StatisticsError, out_of_space
 
 _FORMAT = "vbprune-activation-stats"
 
@@ -339,13 +339,20 @@ class ActivationStats(Mapping[str, NeuronStats]):
             metadata["provenance"] = json.dumps(self.provenance)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")  # fmt: skip
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=metadata)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as error:
             Path(tmp).unlink(missing_ok=True)
+            reason = out_of_space(error)
+            if reason is not None:
+                raise OutputNotWritableError(
+                    f"cannot write {path}: {reason}; nothing was written (free space or "
+                    "write elsewhere)"
+                ) from error
             raise
 
     @classmethod

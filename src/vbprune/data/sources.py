@@ -71,9 +71,17 @@ def load_image_dataset(
         if is_local_path(source):
             dataset = _load_folder(Path(source).expanduser(), split, streaming)
         else:
+            from ..io.online import OFFLINE_HINT, hub_offline
+
+            offline = hub_offline()  # the Hub unreachable: the cache only, at once
             try:
                 dataset = datasets.load_dataset(source, split=split, streaming=streaming)
             except (ConnectionError, FileNotFoundError, HubDatasetMissing) as e:
+                if offline:
+                    raise MissingInputError(
+                        f"dataset {source!r} is not a local folder (write ./{source} for a "
+                        f"relative path), and {OFFLINE_HINT}"
+                    ) from e
                 raise MissingInputError(
                     f"dataset {source!r} is not a local folder and could not be loaded from "
                     f"the Hub ({type(e).__name__}: {e})"

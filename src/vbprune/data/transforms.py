@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -166,7 +166,9 @@ class ImageCollator:
     ``datasets`` images): an unreadable one raises a :class:`~vbprune.DatasetError`
     naming its file and position, or with ``skip_bad_images`` is left out and named in
     the batch's ``"skipped"`` list (a batch of only bad images has zero images); with
-    ``keep_slots`` it stays as a black image labelled -100 instead.
+    ``keep_slots`` it stays as a black image labelled -100 instead. ``label_map`` turns
+    the dataset's labels into the model's class indices (see
+    :func:`vbprune.commands.runtime.label_mapping`).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class ImageCollator:
         label_column: str | None = "label",
         skip_bad_images: bool = False,
         keep_slots: bool = False,
+        label_map: Mapping[int, int] | None = None,
     ):
         self.transform = transform
         self.image_column = image_column
@@ -184,6 +187,8 @@ class ImageCollator:
         # evaluation across processes needs equal batch sizes: a skipped image keeps its
         # slot as a black image labelled -100 (ignored by the loss and the metrics)
         self.keep_slots = keep_slots
+        # the dataset's label -> the model's class index (labels follow the model's names)
+        self.label_map = dict(label_map) if label_map else None
         self._shape: tuple[int, ...] | None = None
 
     def _blank(self) -> torch.Tensor:
@@ -214,7 +219,10 @@ class ImageCollator:
                 pixels = self._blank()
             images.append(pixels)
             if self.label_column is not None:
-                labels.append(-100 if bad is not None else int(example[self.label_column]))
+                label = -100 if bad is not None else int(example[self.label_column])
+                if self.label_map is not None and label != -100:
+                    label = self.label_map[label]
+                labels.append(label)
         if images:
             self._shape = tuple(images[0].shape)
         batch: dict[str, Any] = {

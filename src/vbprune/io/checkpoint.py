@@ -17,11 +17,18 @@ from torch import nn
 from ..architectures import model_backend
 from ..architectures.widths import apply_heads, apply_widths
 from ..core.errors import HubError, MissingInputError, UnsupportedModelError
-from .folders import atomic_directory, is_local_path, is_timm_config, read_model_config
+from .folders import (
+    atomic_directory,
+    is_local_path,
+    is_timm_config,
+    model_folder,
+    read_model_config,
+)
 from .hf_format import build_hf, check_hf_config, load_hf, save_hf
 from .metadata import loaded_metadata, merge_sections, pruning_metadata
 from .model_card import write_model_card
 from .timm_format import build_timm, load_timm, save_timm
+from .weights import weights_file
 
 
 def save_pretrained(
@@ -30,6 +37,7 @@ def save_pretrained(
     metadata: Mapping[str, Any] | None = None,
     model_args: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    location: str | Path | None = None,
 ) -> Path:
     """Write a (pruned) model to ``directory``, created atomically; safetensors only.
 
@@ -51,6 +59,9 @@ def save_pretrained(
             ``CheckpointError`` naming the parameters with both shapes, and so is an
             argument JSON cannot hold, naming it.
         overwrite: Replace a non-empty ``directory``.
+        location: Where the folder will be loaded from, for the model card's loading
+            code (default ``directory``; a command writing into a temporary folder gives
+            its final place).
 
     Returns:
         The folder written, with a model card (``README.md``).
@@ -76,14 +87,15 @@ def save_pretrained(
             save_timm(model, tmp, section, model_args)
         else:
             save_hf(model, tmp, section)
-        write_model_card(tmp, Path(directory).name)
+        # the card's loading code names the folder where it will be loaded from
+        write_model_card(tmp, str(location or directory), local=True)
     return Path(directory)
 
 
 def _read_config(path_or_id: str, revision: str | None) -> tuple[Path, dict[str, Any]]:
     local = Path(path_or_id).expanduser()
-    if local.is_dir():
-        folder = local
+    if local.is_dir():  # a model folder, or a prune / distill output holding one in model/
+        folder = model_folder(local) or local
     elif is_local_path(path_or_id):
         raise MissingInputError(f"model folder not found: {path_or_id}")
     else:
@@ -97,15 +109,25 @@ def _download(repo_id: str, revision: str | None) -> Path:
         HfHubHTTPError,
         HFValidationError,
         LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
     missing = (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
                RevisionNotFoundError)  # fmt: skip
+    from .online import OFFLINE_HINT, hub_offline
+
+    offline = hub_offline()  # when the Hub cannot be reached: the cache only, at once
     try:
         return Path(snapshot_download(repo_id, revision=revision))
+    except OfflineModeIsEnabled as error:
+        raise MissingInputError(f"cannot download {repo_id!r}: {OFFLINE_HINT}") from error
     except missing as error:  # a bad id, no such repo or revision, offline and not cached
+        if offline:
+            raise MissingInputError(
+                f"{repo_id!r} is not a local folder, and {OFFLINE_HINT}"
+            ) from error
         raise MissingInputError(
             f"{repo_id!r} is neither a local folder nor a model on the Hub: {error}"
         ) from error
@@ -119,7 +141,8 @@ def from_pretrained(
     """Load a pruned (or plain) model saved by :func:`save_pretrained`, in eval mode.
 
     Args:
-        path_or_repo_id: A local folder or a Hub repo id.
+        path_or_repo_id: A local folder (a saved model, or a ``vbprune prune`` /
+            ``distill`` output: its ``model/``) or a Hub repo id.
         revision: Branch, tag or commit on the Hub.
         **model_kwargs: What the library's own loading takes. A timm model's
             ``timm.create_model`` arguments, e.g. ``num_classes=5`` (a new, freshly
@@ -132,17 +155,14 @@ def from_pretrained(
 
     Raises:
         MissingInputError: (a ``FileNotFoundError``) no folder, no ``config.json`` or no
-            ``model.safetensors``.
+            weights (``model.safetensors``, or timm's ``pytorch_model.bin``).
         CheckpointError: (a ``ValueError``) weights whose shapes do not match the
             recorded widths (or a new head without ``ignore_mismatched_sizes``), or a
             config of a family vbprune does not know.
     """
     folder, config = _read_config(str(path_or_repo_id), revision)
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise MissingInputError(f"{path_or_repo_id} has no model.safetensors")
     if is_timm_config(config):  # timm's format
-        return load_timm(folder, config, weights, **model_kwargs)
+        return load_timm(folder, config, weights_file(folder, path_or_repo_id), **model_kwargs)
     check_hf_config(config, str(path_or_repo_id))
     return load_hf(folder, str(path_or_repo_id), **model_kwargs)
 

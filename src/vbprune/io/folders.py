@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,7 @@ from ..core.errors import (
     MissingInputError,
     OutputExistsError,
     OutputNotWritableError,
+    out_of_space,
 )
 
 
@@ -168,10 +170,16 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     """Yield a temporary folder; on success it replaces ``path``, on error it is removed.
 
     Nobody ever sees a half-written ``path``: either the old content or the new one.
+    Temporaries an earlier run writing ``path`` left behind (killed before the move) are
+    removed first; a full disk or a file-size limit while writing is an
+    :class:`~vbprune.OutputNotWritableError` naming ``path``.
     """
     path = check_output_directory(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    remove_own_temporaries(path)
+    # the process id in the name tells a live run's temporary from a dead one's
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                suffix=".tmp"))  # fmt: skip
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700): the usual mode instead
     old = path.with_name(f".{path.name}.old")
     moved_aside = False
@@ -183,8 +191,49 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
             moved_aside = True
         tmp.rename(path)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as error:
         if moved_aside and not path.exists():  # the swap failed half-way: put it back
             old.rename(path)
         shutil.rmtree(tmp, ignore_errors=True)
+        reason = out_of_space(error)
+        if reason is not None:
+            raise OutputNotWritableError(
+                f"cannot write {path}: {reason}; nothing was written (free space or write "
+                "elsewhere)"
+            ) from error
         raise
+
+
+def remove_own_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporaries of ``path`` that :func:`atomic_directory` or an atomic file
+    write of a run that died left beside it (``.NAME.[PID.]XXXXXXXX.tmp``, whose process
+    is gone), and a ``.NAME.old`` left by a swap cut short; return what was removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    own = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?[A-Za-z0-9_]{{8}}\.tmp")
+    stale = []
+    for candidate in path.parent.iterdir():
+        match = own.fullmatch(candidate.name)
+        if match and not (match.group(1) and _alive(int(match.group(1)))):
+            stale.append(candidate)
+    old = path.with_name(f".{path.name}.old")
+    if old.exists() and path.exists():  # the new content is in place: the old one is stale
+        stale.append(old)
+    for candidate in stale:
+        if candidate.is_dir():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (ours counts: a live run)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True

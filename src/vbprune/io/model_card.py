@@ -44,11 +44,11 @@ def _pruned_percent(original: Mapping[str, int], widths: Mapping[str, int], rati
     return f"{100 * ratio:g} %" if ratio is not None else "some"
 
 
-def _title(repo_id: str, base_model: str, pruned: str) -> str:
+def _title(repo_id: str, base_model: str, pruned: str, local: bool = False) -> str:
     """The card's title: a Hub id as given; for a local save (a folder named ``model``,
     say) the base model's name and how much was pruned (``pruned``: ``"50 % of MLP
     neurons removed"``, ``"30.0 % of MACs kept"``)."""
-    if "/" in repo_id:
+    if "/" in repo_id and not local:
         return repo_id
     name = base_model.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1] or repo_id
     return f"{name}, {pruned} (VBP)"
@@ -148,12 +148,14 @@ def render_model_card(
     library_name: str,
     repo_id: str = "REPO_ID",
     auto_classes: Sequence[str] = ("AutoModelForImageClassification",),
+    local: bool = False,
 ):
     """A :class:`huggingface_hub.ModelCard` for a model saved with ``section`` as its
     config's ``vbprune`` section (widths, pruning config, base model, report).
 
     ``auto_classes`` are the transformers auto classes the checkpoint's ``auto_map`` names
-    (the card shows how to load each).
+    (the card shows how to load each). With ``local`` the model is a folder on disk at
+    ``repo_id`` (a path): the card loads it from there (timm: ``local-dir:``).
 
     Accuracy (``report["accuracy"]``: ``top1_before``, ``top1_after_pruning``,
     ``top1_after_distillation``, as known) becomes ``model-index`` eval results; a
@@ -226,8 +228,9 @@ def render_model_card(
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
-        model_name=_title(repo_id, base_model, pruned),
+        model_name=_title(repo_id, base_model, pruned, local),
         repo_id=repo_id,
+        timm_id=f"local-dir:{repo_id}" if local else f"hf-hub:{repo_id}",
         base_model=base_model,
         library_name=library_name,
         auto_classes=list(auto_classes),
@@ -249,14 +252,15 @@ def render_model_card(
         speedup=f"{speedup['value']:.2f}x" if speedup.get("value") else None,
         speedup_device=speedup.get("device", "device not recorded"),
         num_mlps=len(widths),
-        widths_before=total_before or "?",
+        widths_before=total_before or None,  # unknown: not shown
         widths_after=total_after,
         widths_summary=", ".join(f"{name}: {width}" for name, width in widths.items()),
     )
 
 
-def write_model_card(folder: Path, repo_id: str) -> None:
-    """(Re)write ``folder/README.md`` from the ``vbprune`` section of its config.
+def write_model_card(folder: Path, repo_id: str, local: bool = False) -> None:
+    """(Re)write ``folder/README.md`` from the ``vbprune`` section of its config
+    (``local``: ``repo_id`` is the path the folder is saved at, not a Hub id).
 
     Raises:
         CheckpointError: if the folder's config is broken or has no ``vbprune`` section.
@@ -269,4 +273,5 @@ def write_model_card(folder: Path, repo_id: str) -> None:
         )
     library = "timm" if is_timm_config(config) else "transformers"
     auto_classes = sorted(config.get("auto_map") or {})
-    render_model_card(section, library, repo_id, auto_classes).save(str(folder / "README.md"))
+    card = render_model_card(section, library, repo_id, auto_classes, local=local)
+    card.save(str(folder / "README.md"))

@@ -85,13 +85,24 @@ def _load(spec: str, pretrained: bool) -> nn.Module:
 
 def _load_timm(name: str, pretrained: bool) -> nn.Module:
     import timm
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    from .online import OFFLINE_HINT, hub_offline
+
+    if pretrained and not name.startswith("local-dir:"):
+        hub_offline()  # when the Hub cannot be reached: the cache only, at once
     try:
         model = timm.create_model(name, pretrained=pretrained)
     except RuntimeError as error:  # timm's "Unknown model (...)"
         if "Unknown model" not in str(error):
             raise
         raise MissingInputError(f"timm has no model {name!r} ({error})") from error
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        raise MissingInputError(
+            f"cannot download the weights of timm:{name}: {OFFLINE_HINT}; use "
+            "--no-pretrained (pretrained=False) for random weights, or give a local model "
+            "folder"
+        ) from error
     model.vbprune_model_args = {}  # what save_pretrained records to rebuild it
     return model.eval()
 
@@ -99,11 +110,19 @@ def _load_timm(name: str, pretrained: bool) -> nn.Module:
 def _load_hf(name: str, pretrained: bool) -> nn.Module:
     from transformers import AutoConfig, AutoModelForImageClassification
 
+    from .online import OFFLINE_HINT, hub_offline
+
+    offline = not Path(name).expanduser().is_dir() and hub_offline()
     try:
         if pretrained:
             return AutoModelForImageClassification.from_pretrained(name).eval()
         config = AutoConfig.from_pretrained(name)
     except OSError as error:  # not a folder, not on the Hub, or no weights
+        if offline:
+            raise MissingInputError(
+                f"cannot load transformers model {name!r}: {OFFLINE_HINT}; use "
+                "--no-pretrained only where the config is cached, or give a local model folder"
+            ) from error
         first_line = str(error).strip().splitlines()[0]  # the rest is generic advice
         raise MissingInputError(f"cannot load transformers model {name!r}: {first_line}") from error
     except ValueError as error:  # "Unrecognized model": no model_type transformers knows

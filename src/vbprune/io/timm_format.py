@@ -18,7 +18,7 @@ from ..architectures.widths import apply_heads, apply_widths
 from ..core.errors import CheckpointError
 from .metadata import SECTION, check_section
 from .timm_entry import ENTRY, ENTRY_ARGS, checkpoint_filter, entry_model_args, register
-from .weights import shape_differences
+from .weights import read_weights, shape_differences
 
 # what timm records of a model that only describes vbprune's entry, not the base model
 _NOT_ARCHITECTURE = (*ENTRY_ARGS, "pretrained_model_args")
@@ -207,9 +207,18 @@ def build_timm(
         model = timm.create_model(architecture, pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise CheckpointError(f"{folder}: unknown timm architecture: {error}") from error
+    except (AssertionError, ValueError, KeyError, IndexError, ZeroDivisionError) as error:
+        # arguments the architecture refuses (embed_dim not divisible by num_heads, ...)
+        reason = str(error) or type(error).__name__
+        raise CheckpointError(
+            f"{Path(folder) / 'config.json'}: its model arguments cannot build "
+            f"{architecture} ({reason}); the file was edited or is of another model"
+        ) from error
     if section is not None:  # warned of once the architecture is known to build
         section = check_section(section, str(folder), stacklevel=5)  # the user's call
     model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}
+    if config.get("label_names"):  # timm keeps the class names at the top (load_cfg_from_json)
+        model.pretrained_cfg["label_names"] = config["label_names"]
     model.vbprune_model_args = model_args
     model.vbprune_base_architecture = architecture
     model.vbprune_metadata = dict(section or {})
@@ -226,15 +235,13 @@ def load_timm(folder: Path, config: dict[str, Any], weights: Path, **overrides: 
     Raises:
         CheckpointError: weights whose shapes do not match the recorded widths.
     """
-    from safetensors.torch import load_file
-
     if overrides.get("features_only") and config.get("architecture") == ENTRY:
         import timm  # a feature extractor: timm's own wrapping, through vbprune's entry
 
         register()
         return timm.create_model(f"local-dir:{folder}", pretrained=True, **overrides).eval()
     model, section = build_timm(folder, config, **overrides)
-    state = load_file(str(weights))
+    state = read_weights(weights)
     saved_args = (section or {}).get("model_args", config.get("model_args", {}))
     new_head = "num_classes" in overrides and overrides["num_classes"] != saved_args.get(
         "num_classes", config.get("num_classes", model.pretrained_cfg.get("num_classes"))

@@ -19,6 +19,59 @@ def shape_differences(
     return sorted(k for k in keys if expected.get(k) != found.get(k))[:most]
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # timm saves either
+
+
+def weights_file(folder: Path, name: str | Path | None = None) -> Path:
+    """The weights of a saved model folder: ``model.safetensors``, else the
+    ``pytorch_model.bin`` timm writes without ``safe_serialization``.
+
+    Raises:
+        MissingInputError: when neither is there (``name`` names the model).
+    """
+    for candidate in WEIGHT_FILES:
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise MissingInputError(
+        f"{name or folder} holds no model weights ({' or '.join(WEIGHT_FILES)})"
+    )
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: safetensors, or a PyTorch ``.bin`` read with
+    ``torch.load(weights_only=True)`` (tensors only: a pickle that would run code is
+    refused, never unpickled).
+
+    Raises:
+        CheckpointError: a file that cannot be read, or a ``.bin`` that weights-only
+            loading refuses (naming the file and why).
+    """
+    if path.suffix != ".bin":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors' own error: a truncated or foreign file
+            raise CheckpointError(f"{path} cannot be read as safetensors: {error}") from error
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path} was refused: it is a pickle that loads more than tensors, and vbprune "
+            f"does not run its code ({reason}); save it as model.safetensors"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"{path} cannot be read: {error}") from error
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a training checkpoint's weights
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a dict of tensors")
+    return state
+
+
 def checkpoint_state_dict(checkpoint: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """Every weight of a checkpoint folder, named as in ``model.state_dict()``, checked to
     fit ``model`` (the same names and shapes, nothing missing, nothing extra).
@@ -30,15 +83,12 @@ def checkpoint_state_dict(checkpoint: Path, model: nn.Module) -> dict[str, torch
     (timm, wrapped for the Trainer) as the tensors were saved.
 
     Raises:
-        MissingInputError: the folder has no ``model.safetensors``.
+        MissingInputError: the folder has no weights.
         CheckpointError: the weights do not fit ``model``.
     """
-    from safetensors.torch import load_file
     from transformers import PreTrainedModel
 
-    weights = checkpoint / "model.safetensors"
-    if not weights.is_file():
-        raise MissingInputError(f"checkpoint {checkpoint} has no model.safetensors")
+    weights = weights_file(checkpoint, f"checkpoint {checkpoint}")
     if isinstance(model, PreTrainedModel):
         from .hf_format import load_hf
 
@@ -47,7 +97,7 @@ def checkpoint_state_dict(checkpoint: Path, model: nn.Module) -> dict[str, torch
         except CheckpointError as error:
             raise CheckpointError(f"checkpoint {checkpoint} is of another model: {error}") from None
     else:
-        state = load_file(str(weights))
+        state = read_weights(weights)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     differing = shape_differences(expected, {k: tuple(v.shape) for k, v in state.items()})
     if differing:

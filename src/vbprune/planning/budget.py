@@ -26,7 +26,8 @@ from ..core.config import DEFAULT_HEAD_WEIGHT, HEAD_WEIGHTS, PruningConfig
 from ..core.errors import ConfigError, OptionTypeError
 from ..core.selection import PruningPlan, plan_from_keep, select_units
 from ..core.units import SiteUnits
-from .latency import LatencyTable, latency_table, refine_to_latency
+from .latency import LatencyTable, latency_table, matches
+from .refinement import refine_to_latency
 from .steps import Site, apply_checked, model_sites, progress
 
 
@@ -43,7 +44,7 @@ def _terms(model: nn.Module, sites: list[Site], config: PruningConfig, table=Non
         site.name: min(site.width, floor) if site.kind == "mlp" else 1 for site in sites
     }  # fmt: skip
     if config.target_latency is not None:
-        _check_table(table, sites, config.latency_batch)
+        _check_table(table, model, sites, config.latency_batch)
         return "latency", "measured latency", table.per_unit(), table.dense, min_keep, 0.0
     costs = unit_costs(model, sites)
     measure = "params" if config.target_params is not None else "macs"
@@ -57,22 +58,23 @@ def _terms(model: nn.Module, sites: list[Site], config: PruningConfig, table=Non
     return measure, what, costs[measure], float(costs["total"][measure]), min_keep, reserve
 
 
-def _check_table(table: LatencyTable, sites: list[Site], batch: int | None) -> None:
-    """Refuse a latency table of another model (a site missing or of another width) or
-    of another batch size than ``latency_batch`` asks."""
+def _check_table(
+    table: LatencyTable, model: nn.Module, sites: list[Site], batch: int | None
+) -> None:
+    """Refuse a latency table of another model (a site missing or of another width), of
+    another device, or of another batch size than ``latency_batch`` asks."""
     if batch is not None and batch != table.batch_size:
         raise ConfigError(
             f"the latency table was measured at batch {table.batch_size}, the config asks "
             f"latency_batch={batch}: make it with vbprune.latency_table(model, batch_size="
             f"{batch})"
         )
-    for site in sites:
-        entry = table.sites.get(site.name)
-        if entry is None or entry["width"] != site.width // site.unit_size:
-            raise ConfigError(
-                f"the latency table does not match the model at {site.name!r}: make it "
-                "for this model with vbprune.latency_table(model)"
-            )
+    wrong = matches(table, sites, next(model.parameters()).device)
+    if wrong:
+        raise ConfigError(
+            f"the latency table is not this model's: {wrong}; make it for this model with "
+            "vbprune.latency_table(model)"
+        )
 
 
 def _table(model: nn.Module, sites: list[Site], config: PruningConfig, table):
@@ -113,7 +115,7 @@ def budget_plan(
     cost removed until the model fits; with heads, the weight of heads against neurons
     chosen by KL to the dense logits on ``images`` (MLP-only among the candidates). A
     latency budget's plan is then refined until a pruned copy's measured latency meets
-    it (:func:`~vbprune.planning.latency.refine_to_latency`)."""
+    it (:func:`~vbprune.planning.refinement.refine_to_latency`)."""
     table = _table(model, sites, config, table)
     measure, what, per, total, min_keep, reserve = _terms(model, sites, config, table)
     mlp = [site.name for site in sites if site.kind == "mlp"]

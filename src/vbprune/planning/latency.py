@@ -8,9 +8,7 @@ forward, at a few widths (copies shrunk by the surgery), and a line through thos
 gives the seconds one unit (a neuron, a head) costs there. Sites with the same module,
 shapes and inputs (the blocks of a ViT) are timed once. Units then go by score per
 second saved (:func:`vbprune.core.budget.select_to_budget`, as with MAC budgets), and the
-plan is checked by timing a pruned copy against the dense model in turns: while the
-measured share misses the target by more than the tolerance, the target given to the
-table is corrected by the share of the predicted saving that was measured.
+plan is checked by timing pruned copies (:mod:`.refinement`).
 
 Tables are cached per device and architecture (weights do not change the time) under
 ``$VBPRUNE_CACHE/latency`` (default ``~/.cache/vbprune``).
@@ -23,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +30,9 @@ from torch import Tensor, nn
 
 from ..architectures.timing import device_name, time_in_turns, timing_batch
 from ..core.errors import ConfigError
-from ..core.selection import PruningPlan
-from ..core.units import SiteUnits
-from .steps import Site, apply_checked, model_sites, progress
+from .steps import Site, model_sites, progress
 
 TABLE_VERSION = 1  # bump when the timing method changes: old cache entries are ignored
-TOLERANCE = 0.02  # a measured share within 2 % of the target ends the refinement
-REFINE_STEPS = 4  # plans timed at most (the first included)
 
 
 @dataclasses.dataclass
@@ -102,6 +96,7 @@ def latency_table(
     batch_size: int = 1,
     cache: bool = True,
     repeats: int = 30,
+    refresh: bool = False,
 ) -> LatencyTable:
     """Time ``model`` on its current device and each site at a few widths.
 
@@ -113,6 +108,7 @@ def latency_table(
         cache: Read and write the table under :func:`cache_dir` (per device, torch
             version, dtype, batch, input size and architecture).
         repeats: Rounds of timing per site (fewer when they take over two seconds).
+        refresh: Measure again even when the cache holds the table (and replace it).
 
     Returns:
         A :class:`LatencyTable`.
@@ -124,13 +120,10 @@ def latency_table(
     batch = timing_batch(model, batch_size)
     key = _key(model, sites, batch)
     path = cache_dir() / f"{key}.json"
-    if cache and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            if data.get("version") == TABLE_VERSION:
-                return LatencyTable.from_dict(data)
-        except (OSError, ValueError, TypeError):
-            pass  # an unreadable entry is measured again and replaced
+    if cache and not refresh:
+        cached = _read(path)
+        if cached is not None and matches(cached, sites, batch.device) is None:
+            return cached  # else measured again and replaced
     training = model.training
     model.eval()
     try:
@@ -141,6 +134,29 @@ def latency_table(
     if cache:
         _write(path, table)
     return table
+
+
+def _read(path: Path) -> LatencyTable | None:
+    """The cached table at ``path``; ``None`` if absent, unreadable or of another version."""
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("version") == TABLE_VERSION:
+            return LatencyTable.from_dict(data)
+    except (OSError, ValueError, TypeError):
+        pass
+    return None
+
+
+def matches(table: LatencyTable, sites: Sequence[Site], device: torch.device) -> str | None:
+    """Why ``table`` is not the table of these ``sites`` on ``device`` (a site missing,
+    of another width, or another device), or ``None`` when it is."""
+    if table.device != device_name(device):
+        return f"it was measured on {table.device}, the model is on {device_name(device)}"
+    for site in sites:
+        entry = table.sites.get(site.name)
+        if entry is None or entry.get("width") != site.width // site.unit_size:
+            return f"it does not match the model at {site.name!r}"
+    return None
 
 
 def _measure(model: nn.Module, sites: list[Site], batch: Tensor, repeats: int) -> LatencyTable:
@@ -160,7 +176,7 @@ def _measure(model: nn.Module, sites: list[Site], batch: Tensor, repeats: int) -
         for count in counts:
             clone = _shrunk_copy(modules[site.name], site, count)
             calls[count] = lambda m=clone, a=args, k=kwargs: m(*a, **k)
-        seconds = time_in_turns(calls, batch.is_cuda, repeats, max_seconds=2.0)
+        seconds = time_in_turns(calls, batch.device, repeats, max_seconds=2.0)
         slope = _slope(counts, [seconds[c] for c in counts])
         for member in members:
             times = inputs[member.name][2]
@@ -168,7 +184,7 @@ def _measure(model: nn.Module, sites: list[Site], batch: Tensor, repeats: int) -
                 "units": counts, "seconds": [seconds[c] for c in counts],
                 "per_unit": max(slope, 0.0) * times, "width": counts[-1], "calls": times,
             }  # fmt: skip
-    dense = time_in_turns({"dense": lambda: model(batch)}, batch.is_cuda, 10, 10.0)["dense"]
+    dense = time_in_turns({"dense": lambda: model(batch)}, batch.device, 10, 10.0)["dense"]
     return LatencyTable(device_name(batch.device), int(batch.shape[0]), dense, entries)
 
 
@@ -206,7 +222,11 @@ def _signature(site: Site, module: nn.Module, inputs: tuple[tuple, dict, int]) -
     site's width and the inputs' shapes (or values, for what is not a tensor)."""
 
     def shape(value: Any) -> Any:
-        return tuple(value.shape) if isinstance(value, Tensor) else repr(value)[:80]
+        if isinstance(value, Tensor):
+            return tuple(value.shape)
+        if isinstance(value, (tuple, list)):
+            return tuple(shape(item) for item in value)
+        return value if isinstance(value, (bool, int, float, str, type(None))) else type(value)
 
     args, kwargs, calls = inputs
     return (
@@ -256,13 +276,47 @@ def _slope(x: Sequence[float], y: Sequence[float]) -> float:
 def _key(model: nn.Module, sites: Sequence[Site], batch: Tensor) -> str:
     """The cache key: what the time depends on, not the weights' values."""
     described = {
-        "version": TABLE_VERSION, "device": device_name(batch.device),
-        "torch": torch.__version__, "dtype": str(batch.dtype), "batch": list(batch.shape),
-        "modules": [type(m).__qualname__ for m in model.modules()],
+        "version": TABLE_VERSION, "device": device_name(batch.device), "host": _host(),
+        "libraries": _versions(), "dtype": str(batch.dtype), "batch": list(batch.shape),
+        "modules": [[type(m).__qualname__, _settings(m)] for m in model.modules()],
         "params": [[n, list(p.shape)] for n, p in model.named_parameters()],
-        "sites": [[s.name, s.kind, s.width] for s in sites],
+        "sites": [[s.name, s.kind, s.width, s.unit_size] for s in sites],
     }  # fmt: skip
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:24]
+
+
+def _settings(module: nn.Module) -> dict[str, Any]:
+    """A module's plain settings (head counts, fused attention, ...): what changes its
+    time besides the shapes."""
+    return {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_")
+            and k != "training" and isinstance(v, (bool, int, float, str))}  # fmt: skip
+
+
+def _versions() -> dict[str, str]:
+    """The versions of the libraries that run the forward."""
+    import importlib.metadata
+
+    found = {}
+    for name in ("torch", "timm", "transformers"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def _host() -> str:
+    """The machine: its name and processor (a shared cache serves several)."""
+    import platform
+
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info
+                          if line.startswith("model name")), model)  # fmt: skip
+    except OSError:
+        pass
+    return f"{platform.node()} {model}"
 
 
 def _write(path: Path, table: LatencyTable) -> None:
@@ -275,70 +329,3 @@ def _write(path: Path, table: LatencyTable) -> None:
         partial.replace(path)
     except OSError:
         pass
-
-
-def measured_share(
-    model: nn.Module,
-    sites: list[Site],
-    units: Mapping[str, SiteUnits],
-    plan: PruningPlan,
-    batch: Tensor,
-    repeats: int = 15,
-) -> float:
-    """The latency of ``model`` pruned by ``plan`` (a copy, shapes only: no compensation)
-    as a share of ``model``'s, both timed in turns."""
-    trial = copy.deepcopy(model)
-    found = {site.name: site for site in model_sites(trial, any(s.kind == "attention"
-                                                                for s in sites))[0]}  # fmt: skip
-    apply_checked(trial, [found[site.name] for site in sites], plan, "none", units)
-    calls = {"dense": lambda: model(batch), "pruned": lambda: trial(batch)}
-    training = model.training
-    model.eval()
-    trial.eval()
-    try:
-        seconds = time_in_turns(calls, batch.is_cuda, repeats, max_seconds=20.0)
-    finally:
-        model.train(training)
-    return seconds["pruned"] / seconds["dense"]
-
-
-def refine_to_latency(
-    model: nn.Module,
-    sites: list[Site],
-    units: Mapping[str, SiteUnits],
-    plan_for: Callable[[float], PruningPlan],
-    share: float,
-    table: LatencyTable,
-    steps: int = REFINE_STEPS,
-) -> PruningPlan:
-    """The plan whose pruned copy's measured latency is closest to ``share`` of the dense
-    model's, among at most ``steps`` plans.
-
-    ``plan_for(seconds)`` makes the plan the table predicts at ``seconds``. The first
-    asks the target itself; each next one corrects it by how much of the predicted
-    saving was measured (``1 - measured`` over ``1 - predicted``), until a measured share
-    is within :data:`TOLERANCE` of ``share``. The plan's budget records each step.
-    """
-    batch = timing_batch(model, table.batch_size)
-    goal, tried, history = share * table.dense, [], []
-    for _ in range(steps):
-        try:
-            plan = plan_for(goal)
-        except ConfigError:  # a correction below what can be reached: keep what was tried
-            break
-        predicted = plan.budget["predicted"]
-        measured = measured_share(model, sites, units, plan, batch)
-        tried.append((abs(measured / share - 1), plan, measured))
-        history.append({"predicted": predicted, "measured": round(measured, 6)})
-        if abs(measured / share - 1) <= TOLERANCE or predicted >= 1:
-            break
-        found = (1 - measured) / (1 - predicted)  # the share of the predicted saving measured
-        if found <= 0:
-            break
-        goal = table.dense * (1 - (1 - share) / found)
-    if not tried:  # the first plan could not be made: its error says why
-        return plan_for(share * table.dense)
-    _, best, measured = min(tried, key=lambda entry: entry[0])
-    best.budget["steps"] = history
-    best.budget["achieved"] = round(measured, 6)
-    return best
