@@ -305,3 +305,86 @@ def test_the_card_of_a_local_model_names_it_as_given_and_loads_it_from_disk(
     assert f'vbprune.from_pretrained("{folder}")' in card
     model = vbprune.from_pretrained(folder)  # what the card says works
     assert vbprune.architectures.mlp_widths(model)
+
+
+def test_label_mapping_by_name_and_by_spelling():
+    """The numbering is kept where names agree, or are two spellings of one class at one
+    index (ImageNet's "crane2" is its models' second "crane"); moved where a split lacks
+    classes; refused for a class the model does not know."""
+    import types
+
+    from vbprune.commands.runtime import label_mapping
+    from vbprune.core.errors import DatasetError
+
+    class Named(torch.nn.Module):
+        def __init__(self, names):
+            super().__init__()
+            self.num_classes, self.pretrained_cfg = len(names), {"label_names": names}
+
+    def dataset(names):
+        return types.SimpleNamespace(features={"label": types.SimpleNamespace(names=names)})
+
+    model = Named(["cat", "dog", "eel"])
+    assert label_mapping(dataset(["cat", "dog", "eel"]), "label", model, "d") is None
+    assert label_mapping(dataset(["cat", "eel"]), "label", model, "d") == {0: 0, 1: 2}
+    with pytest.raises(DatasetError, match=r"classes the model does not know: \['fox'\]"):
+        label_mapping(dataset(["cat", "dog", "fox"]), "label", model, "d")
+    imagenet = [f"class {i}" for i in range(1000)]
+    imagenet[134] = imagenet[517] = "crane"
+    hub = list(imagenet)
+    hub[517] = "crane2"
+    assert label_mapping(dataset(hub), "label", Named(imagenet), "d") is None
+    # a model without names (transformers' LABEL_n placeholders) keeps the numbering
+    assert label_mapping(dataset(["a", "b"]), "label", torch.nn.Linear(1, 1), "d") is None
+
+
+def test_a_transformers_folder_without_weights_is_one_error(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, image_size=32, patch_size=8)  # fmt: skip
+    model = ViTForImageClassification(config)
+    saved = vbprune.save_pretrained(model, tmp_path / "vit")
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(vbprune.MissingInputError, match="holds no model weights"):
+        vbprune.from_pretrained(saved)
+
+
+def test_a_full_disk_elsewhere_is_named_as_that_file(tmp_path):
+    """A cache write failing inside an output's `with` is not reported as the output's."""
+    import errno
+
+    from vbprune.core.errors import out_of_space
+    from vbprune.io.folders import atomic_directory
+
+    cache = tmp_path / "cache" / "weights.bin"
+    with (
+        pytest.raises(vbprune.OutputNotWritableError) as caught,
+        atomic_directory(tmp_path / "out"),
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device", str(cache))
+    assert str(caught.value) == f"cannot write {cache}: no space left on the device"
+    full = r"cannot write .*out: no space"
+    with (
+        pytest.raises(vbprune.OutputNotWritableError, match=full),
+        atomic_directory(tmp_path / "out") as tmp,
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "model.bin"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # torch.save on a full disk says no errno; other errors are not taken for a full disk
+    assert out_of_space(RuntimeError("[enforce fail at inline_container.cc:664] . "
+                                     "PytorchStreamWriter failed writing file data/0: file "
+                                     "write failed"))  # fmt: skip
+    assert out_of_space(RuntimeError("CUDA out of memory")) is None
+    assert out_of_space(OSError(errno.EACCES, "Permission denied")) is None
+
+
+def test_offline_mode_vbprune_switched_on_is_undone_before_an_upload(unreachable_hub):
+    from huggingface_hub import constants
+
+    from vbprune.io import online
+
+    assert online.hub_offline() and constants.HF_HUB_OFFLINE
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    online.back_online()
+    assert not constants.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "0"

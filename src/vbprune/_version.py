@@ -1,4 +1,4 @@
 """The package version (read by setup.py; kept apart so that nothing imports a module
 just to learn it)."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

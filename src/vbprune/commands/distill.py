@@ -229,13 +229,17 @@ def distill(options: DistillOptions, data: DataOptions, training: Any, out: Outp
                                mappings[0])  # fmt: skip
     except BaseException as error:
         _clean_failed_run(output, run_dir, created)
-        from ..core.errors import OutputNotWritableError, out_of_space
+        from ..core.errors import OutputNotWritableError, out_of_space, written_file
 
         reason = out_of_space(error)  # a checkpoint, the model or the report
-        if reason is not None:
+        written = written_file(error)
+        if reason is not None and (written is None or output.resolve() in
+                                   Path(written).resolve().parents):  # fmt: skip
             raise OutputNotWritableError(
                 f"cannot write {output}: {reason}; checkpoints that were complete are kept "
-                "(--resume last)"
+                "(--resume last)",
+                output,
+                reason,
             ) from error
         raise
 

@@ -100,6 +100,14 @@ def skipped_report(names: Iterable[str], accelerator: Accelerator) -> dict[str, 
     return {"count": len(names), "first": names[:10]}
 
 
+def _spelled_alike(a: str, b: str) -> bool:
+    """Two spellings of one class name ("crane2" and "crane", "Tench" and "tench")."""
+    import difflib
+
+    a, b = a.lower().strip(), b.lower().strip()
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
 def label_mapping(
     dataset, label_column: str, model: torch.nn.Module, what: str, source: str | None = None
 ) -> dict[int, int] | None:
@@ -108,8 +116,9 @@ def label_mapping(
 
     With class names on both sides (a ``ClassLabel``; ``id2label`` or timm's
     ``label_names``) the labels are matched by name: a dataset class the model lacks is
-    refused, a model class the dataset lacks is fine. Names of two different schemes
-    (no name in common) fall back to the numbering. Without the model's names, a folder
+    refused, a model class the dataset lacks is fine; two spellings of one name at the
+    same index are one class. Names of two different schemes (no name in common) fall
+    back to the numbering. Without the model's names, a folder
     split that lacks classes and has no ``train/`` to number them by is refused (its
     labels would be renumbered silently), as are more classes than the model predicts.
 
@@ -126,20 +135,31 @@ def label_mapping(
     classes = num_classes(model)
     model_names = class_names(model)
     if names and model_names and set(names) & set(model_names):
-        missing = [name for name in names if name not in model_names]
+        places: dict[str, list[int]] = {}
+        for index, name in enumerate(model_names):
+            places.setdefault(name, []).append(index)
+        # each dataset label's class in the model: by name (its own index where a name
+        # repeats), else by index where the two names are spellings of one (ImageNet's
+        # "crane2" is its models' second "crane")
+        found = {i: (i if i in places.get(name, ()) else (places.get(name) or [None])[0])
+                 for i, name in enumerate(names)}  # fmt: skip
+        for i, j in found.items():
+            if j is None and i < len(model_names) and _spelled_alike(names[i], model_names[i]):
+                found[i] = i
+        missing = [names[i] for i, j in found.items() if j is None]
         if missing:
             raise DatasetError(
                 f"{what} has classes the model does not know: {missing[:5]} (its classes: "
                 f"{model_names[:5]}{' ...' if len(model_names) > 5 else ''})"
             )
-        mapping = {i: model_names.index(name) for i, name in enumerate(names)}
-        return None if all(i == j for i, j in mapping.items()) else mapping
+        return None if all(i == j for i, j in found.items()) else found
     if names and classes and len(names) > classes:
         raise DatasetError(
             f"{what} has {len(names)} classes, the model predicts {classes}: they must share "
             "one label space"
         )
-    local = Path(source) if source is not None and Path(source).is_dir() else None
+    local = Path(source).expanduser() if source is not None else None
+    local = local if local is not None and local.is_dir() else None
     if names and classes and len(names) < classes and local and not (local / "train").is_dir():
         raise DatasetError(
             f"{what} has {len(names)} classes, the model predicts {classes} and has no "

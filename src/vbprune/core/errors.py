@@ -57,7 +57,17 @@ class OutputExistsError(VBPruneError, FileExistsError):
 
 
 class OutputNotWritableError(VBPruneError, PermissionError):
-    """An output location cannot be written (read-only, no permission, no space)."""
+    """An output location cannot be written (read-only, no permission, no space).
+
+    ``path`` and ``reason``, where known, say which file or folder and why (a full disk),
+    so that a write nested in another output's is reported as that output's."""
+
+    def __init__(self, message: str, path: object = None, reason: str | None = None):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+    def __reduce__(self):  # pickled between processes (DataLoader workers) with its fields
+        return (type(self), (str(self), self.path, self.reason))
 
 
 class ProcessCountError(VBPruneError, RuntimeError):
@@ -102,10 +112,28 @@ def out_of_space(error: BaseException) -> str | None:
     seen: set[int] = set()
     while error is not None and id(error) not in seen:  # the error, or what caused it
         seen.add(id(error))
+        if isinstance(error, OutputNotWritableError) and error.reason:
+            return error.reason
         if isinstance(error, OSError) and error.errno in _FULL:
             return _FULL[error.errno]
-        for code, reason in _FULL.items():
-            if f"os error {code})" in str(error):
+        text = str(error)
+        for code, reason in _FULL.items():  # safetensors: "(os error 28)" or "code: 28"
+            if f"os error {code})" in text or f"code: {code}," in text:
                 return reason
+        if "PytorchStreamWriter failed writing file" in text or "file write failed" in text:
+            return "the disk is full or a file-size limit was hit"  # torch.save: no errno
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def written_file(error: BaseException | None) -> str | None:
+    """The file an ``OSError`` in ``error``'s chain was writing, when it says."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OutputNotWritableError) and error.path is not None:
+            return str(error.path)
+        if isinstance(error, OSError) and error.filename:
+            return str(error.filename)
         error = error.__cause__ or error.__context__
     return None

@@ -351,7 +351,9 @@ class ActivationStats(Mapping[str, NeuronStats]):
             if reason is not None:
                 raise OutputNotWritableError(
                     f"cannot write {path}: {reason}; nothing was written (free space or "
-                    "write elsewhere)"
+                    "write elsewhere)",
+                    path,
+                    reason,
                 ) from error
             raise
 

@@ -220,8 +220,8 @@ class ImageCollator:
             images.append(pixels)
             if self.label_column is not None:
                 label = -100 if bad is not None else int(example[self.label_column])
-                if self.label_map is not None and label != -100:
-                    label = self.label_map[label]
+                if self.label_map is not None:  # -1 (unlabelled), -100 (skipped) stay
+                    label = self.label_map.get(label, label)
                 labels.append(label)
         if images:
             self._shape = tuple(images[0].shape)

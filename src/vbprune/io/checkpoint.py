@@ -28,7 +28,7 @@ from .hf_format import build_hf, check_hf_config, load_hf, save_hf
 from .metadata import loaded_metadata, merge_sections, pruning_metadata
 from .model_card import write_model_card
 from .timm_format import build_timm, load_timm, save_timm
-from .weights import weights_file
+from .weights import HF_WEIGHT_FILES, weights_file
 
 
 def save_pretrained(
@@ -164,6 +164,7 @@ def from_pretrained(
     if is_timm_config(config):  # timm's format
         return load_timm(folder, config, weights_file(folder, path_or_repo_id), **model_kwargs)
     check_hf_config(config, str(path_or_repo_id))
+    weights_file(folder, path_or_repo_id, HF_WEIGHT_FILES)  # transformers reads them itself
     return load_hf(folder, str(path_or_repo_id), **model_kwargs)
 
 

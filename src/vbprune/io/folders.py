@@ -19,6 +19,7 @@ from ..core.errors import (
     OutputExistsError,
     OutputNotWritableError,
     out_of_space,
+    written_file,
 )
 
 
@@ -195,13 +196,32 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
         if moved_aside and not path.exists():  # the swap failed half-way: put it back
             old.rename(path)
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = out_of_space(error)
-        if reason is not None:
-            raise OutputNotWritableError(
-                f"cannot write {path}: {reason}; nothing was written (free space or write "
-                "elsewhere)"
-            ) from error
+        full = _full_disk(error, path, tmp)
+        if full is not None:
+            raise full from error
         raise
+
+
+def _full_disk(error: BaseException, path: Path, tmp: Path) -> OutputNotWritableError | None:
+    """The error to raise when ``error`` says a disk filled (or a size limit was hit):
+    naming ``path`` when the write was of this output, else the file it was writing
+    (a cache, say); ``None`` for any other error."""
+    reason = out_of_space(error)
+    if reason is None:
+        return None
+    written = written_file(error)
+    inside = written is None or any(
+        Path(written).resolve().is_relative_to(folder.resolve()) for folder in (tmp, path)
+    )  # fmt: skip
+    if not inside:  # another file's disk: said as that file's
+        if isinstance(error, OutputNotWritableError):
+            return error
+        return OutputNotWritableError(f"cannot write {written}: {reason}", written, reason)
+    return OutputNotWritableError(
+        f"cannot write {path}: {reason}; nothing was written (free space or write elsewhere)",
+        path,
+        reason,
+    )
 
 
 def remove_own_temporaries(path: str | Path) -> list[Path]:
@@ -229,7 +249,10 @@ def remove_own_temporaries(path: str | Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (ours counts: a live run)."""
+    """Whether a process ``pid`` runs on this machine (ours counts: a live run; on
+    Windows, where no signal can ask, every one does)."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -44,6 +44,9 @@ def push_folder(
     if folder is None:
         raise MissingInputError(f"{directory} holds no saved model (no config.json, no model/)")
     read_model_config(folder)  # a broken config.json is named here, not in a staging copy
+    from .online import back_online
+
+    back_online()  # an offline mode vbprune switched on earlier: an upload tries the Hub
     try:
         return _upload(directory, folder, HfApi(token=token), repo_id, private, token,
                        commit_message, revision)  # fmt: skip

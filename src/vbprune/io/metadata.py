@@ -3,7 +3,7 @@
 ::
 
     "vbprune": {
-      "library_version": "0.5.0",
+      "library_version": "0.6.0",
       "widths": {"blocks.0.mlp": 903, ...},        # hidden width of every MLP
       "heads": {"blocks.0.attn": 5, ...},          # only if heads were pruned
       "pruning": {"ratio": 0.5, "scope": "global", ...},  # vbprune.PruningConfig

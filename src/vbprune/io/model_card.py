@@ -114,7 +114,7 @@ def _heads_texts(report: Mapping[str, Any], section: Mapping[str, Any]) -> dict[
             for name, kept in heads.items()
         ),
         "num_attentions": len(heads),
-        "heads_before": before if before is not None else "?",
+        "heads_before": before,  # unknown (None): not shown
         "heads_after": after,
         "heads_removed": before - after if before is not None else None,
     }

@@ -20,16 +20,21 @@ def shape_differences(
 
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # timm saves either
+# transformers also shards them, with an index
+HF_WEIGHT_FILES = (*WEIGHT_FILES, "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-def weights_file(folder: Path, name: str | Path | None = None) -> Path:
-    """The weights of a saved model folder: ``model.safetensors``, else the
-    ``pytorch_model.bin`` timm writes without ``safe_serialization``.
+def weights_file(
+    folder: Path, name: str | Path | None = None, candidates: tuple[str, ...] = WEIGHT_FILES
+) -> Path:
+    """The weights of a saved model folder: the first of ``candidates`` there
+    (``model.safetensors``, else the ``pytorch_model.bin`` timm writes without
+    ``safe_serialization``).
 
     Raises:
-        MissingInputError: when neither is there (``name`` names the model).
+        MissingInputError: when none is there (``name`` names the model).
     """
-    for candidate in WEIGHT_FILES:
+    for candidate in candidates:
         if (folder / candidate).is_file():
             return folder / candidate
     raise MissingInputError(
@@ -53,12 +58,19 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as error:  # safetensors' own error: a truncated or foreign file
             raise CheckpointError(f"{path} cannot be read as safetensors: {error}") from error
+    import argparse
     import pickle
+    import re
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a training checkpoint's arguments (timm's train.py) are data, not code
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch colours its advice
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        # the line that names what was refused (a GLOBAL it would import), not the advice
+        named = [line for line in lines if "GLOBAL" in line or "global" in line]
+        reason = (named or lines)[0].removeprefix("WeightsUnpickler error: ")
         raise CheckpointError(
             f"{path} was refused: it is a pickle that loads more than tensors, and vbprune "
             f"does not run its code ({reason}); save it as model.safetensors"

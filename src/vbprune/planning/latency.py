@@ -150,7 +150,8 @@ def _read(path: Path) -> LatencyTable | None:
 def matches(table: LatencyTable, sites: Sequence[Site], device: torch.device) -> str | None:
     """Why ``table`` is not the table of these ``sites`` on ``device`` (a site missing,
     of another width, or another device), or ``None`` when it is."""
-    if table.device != device_name(device):
+    # the kind of device, not its thread count (processes of one run may differ there)
+    if table.device.split(" (")[0] != device_name(device).split(" (")[0]:
         return f"it was measured on {table.device}, the model is on {device_name(device)}"
     for site in sites:
         entry = table.sites.get(site.name)
@@ -306,17 +307,17 @@ def _versions() -> dict[str, str]:
 
 
 def _host() -> str:
-    """The machine: its name and processor (a shared cache serves several)."""
+    """The machine's processor (a cache shared by machines of one kind serves them all)."""
     import platform
 
-    model = platform.processor()
+    model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
             model = next((line.split(":", 1)[1].strip() for line in info
                           if line.startswith("model name")), model)  # fmt: skip
     except OSError:
         pass
-    return f"{platform.node()} {model}"
+    return model
 
 
 def _write(path: Path, table: LatencyTable) -> None:
