@@ -31,6 +31,17 @@ def images():
     return torch.randn(4, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.fixture
+def calibration_refused(monkeypatch):
+    """Calibration fails the test: options must be refused before it."""
+    from vbprune.commands import runtime
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated before the options were checked")
+
+    monkeypatch.setattr(runtime, "calibrate", no_calibration)
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     """21 training and 9 validation images in 3 classes (21 divides by neither 2 nor 4)."""

@@ -58,14 +58,8 @@ def test_prune_heads_to_a_mac_budget_writes_a_model_within_it(
 
 
 def test_budget_and_head_options_are_refused_in_one_line(
-    image_folder, timm_model_dir, tmp_path, capsys, monkeypatch
+    image_folder, timm_model_dir, tmp_path, capsys, calibration_refused
 ):
-    from vbprune.commands import runtime
-
-    def no_calibration(*args, **kwargs):
-        raise AssertionError("calibrated before the options were checked")
-
-    monkeypatch.setattr(runtime, "calibrate", no_calibration)
     out = tmp_path / "refused"
     base = ("prune", "--model", timm_model_dir, "--dataset", image_folder, "--num-workers", 0,
             "--output", out)  # fmt: skip

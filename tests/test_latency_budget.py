@@ -252,14 +252,8 @@ def test_prune_to_a_speedup_writes_the_measured_speedup(
 
 
 def test_latency_options_are_refused_in_one_line(
-    image_folder, timm_model_dir, tmp_path, capsys, monkeypatch, fixed_timing
+    image_folder, timm_model_dir, tmp_path, capsys, calibration_refused, fixed_timing
 ):
-    from vbprune.commands import runtime
-
-    def no_calibration(*args, **kwargs):
-        raise AssertionError("calibrated before the options were checked")
-
-    monkeypatch.setattr(runtime, "calibrate", no_calibration)
     out = tmp_path / "refused"
     base = ("prune", "--model", timm_model_dir, "--dataset", image_folder, "--num-workers", 0,
             "--output", out)  # fmt: skip

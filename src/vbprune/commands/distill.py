@@ -229,18 +229,13 @@ def distill(options: DistillOptions, data: DataOptions, training: Any, out: Outp
                                mappings[0])  # fmt: skip
     except BaseException as error:
         _clean_failed_run(output, run_dir, created)
-        from ..core.errors import OutputNotWritableError, out_of_space, written_file
+        from ..io.folders import full_disk_error
 
-        reason = out_of_space(error)  # a checkpoint, the model or the report
-        written = written_file(error)
-        if reason is not None and (written is None or output.resolve() in
-                                   Path(written).resolve().parents):  # fmt: skip
-            raise OutputNotWritableError(
-                f"cannot write {output}: {reason}; checkpoints that were complete are kept "
-                "(--resume last)",
-                output,
-                reason,
-            ) from error
+        full = full_disk_error(  # a checkpoint, the model or the report
+            error, output, after="checkpoints that were complete are kept (--resume last)"
+        )  # fmt: skip
+        if full is not None:
+            raise full from error
         raise
 
 

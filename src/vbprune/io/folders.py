@@ -74,19 +74,24 @@ def check_output_directory(
     return path
 
 
+def _remove(paths: list[Path]) -> list[Path]:
+    """Delete these files and folders (whatever is already gone); return them."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return paths
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the hidden ``.NAME.*.tmp`` files and folders an interrupted
     :func:`atomic_directory` (or an atomic file write) left in ``folder``; return them."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-    for path in stale:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return stale
+    return _remove([p for p in folder.iterdir()
+                    if p.name.startswith(".") and p.name.endswith(".tmp")])  # fmt: skip
 
 
 def _umask() -> int:
@@ -196,32 +201,35 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
         if moved_aside and not path.exists():  # the swap failed half-way: put it back
             old.rename(path)
         shutil.rmtree(tmp, ignore_errors=True)
-        full = _full_disk(error, path, tmp)
+        full = full_disk_error(error, path, tmp)
         if full is not None:
             raise full from error
         raise
 
 
-def _full_disk(error: BaseException, path: Path, tmp: Path) -> OutputNotWritableError | None:
+def full_disk_error(
+    error: BaseException,
+    path: Path,
+    tmp: Path | None = None,
+    after: str = "nothing was written (free space or write elsewhere)",
+) -> OutputNotWritableError | None:
     """The error to raise when ``error`` says a disk filled (or a size limit was hit):
-    naming ``path`` when the write was of this output, else the file it was writing
-    (a cache, say); ``None`` for any other error."""
+    naming ``path`` when the write was of this output (under ``path`` or its temporary
+    ``tmp``), saying ``after``; else naming the file it was writing (a cache, say);
+    ``None`` for any other error."""
     reason = out_of_space(error)
     if reason is None:
         return None
     written = written_file(error)
     inside = written is None or any(
-        Path(written).resolve().is_relative_to(folder.resolve()) for folder in (tmp, path)
+        Path(written).resolve().is_relative_to(Path(folder).resolve())
+        for folder in (tmp, path) if folder is not None
     )  # fmt: skip
     if not inside:  # another file's disk: said as that file's
         if isinstance(error, OutputNotWritableError):
             return error
         return OutputNotWritableError(f"cannot write {written}: {reason}", written, reason)
-    return OutputNotWritableError(
-        f"cannot write {path}: {reason}; nothing was written (free space or write elsewhere)",
-        path,
-        reason,
-    )
+    return OutputNotWritableError(f"cannot write {path}: {reason}; {after}", path, reason)
 
 
 def remove_own_temporaries(path: str | Path) -> list[Path]:
@@ -240,12 +248,7 @@ def remove_own_temporaries(path: str | Path) -> list[Path]:
     old = path.with_name(f".{path.name}.old")
     if old.exists() and path.exists():  # the new content is in place: the old one is stale
         stale.append(old)
-    for candidate in stale:
-        if candidate.is_dir():
-            shutil.rmtree(candidate, ignore_errors=True)
-        else:
-            candidate.unlink(missing_ok=True)
-    return stale
+    return _remove(stale)
 
 
 def _alive(pid: int) -> bool:
