@@ -216,6 +216,7 @@ def unreachable_hub(monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(online, "_reachable", {})
+    monkeypatch.setattr(online, "_switched", [])
 
 
 def test_pretrained_weights_offline_are_one_line_at_once(unreachable_hub, image_folder,
@@ -388,3 +389,23 @@ def test_offline_mode_vbprune_switched_on_is_undone_before_an_upload(unreachable
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     online.back_online()
     assert not constants.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "0"
+
+
+def test_a_plain_timm_folder_edited_or_pickled_is_one_line(timm_model_dir, image_folder,
+                                                            tmp_path, capsys):  # fmt: skip
+    """The same two faults in a timm folder vbprune did not write (timm builds it)."""
+    edited = tmp_path / "edited"
+    shutil.copytree(timm_model_dir, edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["model_args"]["embed_dim"] = 33
+    (edited / "config.json").write_text(json.dumps(config))
+    common = ("--dataset", image_folder, "--num-workers", 0, "--output", tmp_path / "ev")
+    line = failed_in_one_line(capsys, "evaluate", "--model", edited, *common)
+    assert f"{edited / 'config.json'}: its model arguments cannot build the model" in line
+    evil = tmp_path / "evil"
+    shutil.copytree(timm_model_dir, evil)
+    (evil / "model.safetensors").unlink()
+    torch.save({"weight": torch.zeros(1), "payload": _Payload()}, evil / "pytorch_model.bin")
+    line = failed_in_one_line(capsys, "evaluate", "--model", evil, *common)
+    assert f"the weights in {evil} were refused" in line and "posix.system" in line
+    assert not (tmp_path / "ev").exists()

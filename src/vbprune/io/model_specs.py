@@ -6,10 +6,11 @@ the command line takes ``MODEL_SPEC_HELP`` from here to answer ``--help``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.errors import ConfigError, MissingInputError, UnsupportedModelError
+from ..core.errors import CheckpointError, ConfigError, MissingInputError, UnsupportedModelError
 from .folders import is_timm_config, model_folder, read_model_config
 
 if TYPE_CHECKING:
@@ -91,12 +92,30 @@ def _load_timm(name: str, pretrained: bool) -> nn.Module:
 
     if pretrained and not name.startswith("local-dir:"):
         hub_offline()  # when the Hub cannot be reached: the cache only, at once
+    folder = name.removeprefix("local-dir:") if name.startswith("local-dir:") else None
     try:
         model = timm.create_model(name, pretrained=pretrained)
-    except RuntimeError as error:  # timm's "Unknown model (...)"
+    except RuntimeError as error:  # timm's "Unknown model (...)", a refused pickle
+        text = str(error).strip().splitlines()[0]
+        if folder is not None and "weights_only" in text:
+            refused = re.search(r"Unsupported globals?: .+?(?=\. |\.$|$)", text)
+            raise CheckpointError(
+                f"the weights in {folder} were refused: a pickle that loads more than "
+                f"tensors, and vbprune does not run its code "
+                f"({refused.group(0) if refused else text}); save them as model.safetensors"
+            ) from error
         if "Unknown model" not in str(error):
             raise
         raise MissingInputError(f"timm has no model {name!r} ({error})") from error
+    except (AssertionError, ValueError, KeyError, IndexError, TypeError) as error:
+        if folder is None:
+            raise
+        # arguments the architecture refuses (embed_dim not divisible by num_heads, ...)
+        raise CheckpointError(
+            f"{Path(folder) / 'config.json'}: its model arguments cannot build the model "
+            f"({str(error) or type(error).__name__}); the file was edited or is of another "
+            "model"
+        ) from error
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         raise MissingInputError(
             f"cannot download the weights of timm:{name}: {OFFLINE_HINT}; use "
