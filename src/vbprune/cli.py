@@ -82,10 +82,21 @@ def main(argv: list[str] | None = None) -> int:
                      "HF_HUB_DISABLE_PROGRESS_BARS"):  # fmt: skip
             os.environ[name] = "1"
     try:
-        return COMMANDS[args.command].run(args)
+        code = COMMANDS[args.command].run(args)
+        _close_process_group()
+        return code
     except VBPruneError as error:
         print(f"vbprune {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
+
+
+def _close_process_group() -> None:
+    """End a finished multi-process run's process group before the interpreter exits:
+    left to interpreter teardown, gloo's threads can abort a process that has done its
+    work ("terminate called without an active exception")."""
+    dist = sys.modules.get("torch.distributed")  # never imported here just for this
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
