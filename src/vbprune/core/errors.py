@@ -56,6 +56,9 @@ class OutputExistsError(VBPruneError, FileExistsError):
     """An output path holds something that may not be replaced (pass overwrite)."""
 
 
+NOTHING_WRITTEN = "nothing was written (free space or write elsewhere)"
+
+
 class OutputNotWritableError(VBPruneError, PermissionError):
     """An output location cannot be written (read-only, no permission, no space).
 
@@ -68,6 +71,12 @@ class OutputNotWritableError(VBPruneError, PermissionError):
 
     def __reduce__(self):  # pickled between processes (DataLoader workers) with its fields
         return (type(self), (str(self), self.path, self.reason))
+
+    @classmethod
+    def full_disk(cls, path: object, reason: str, after: str | None = NOTHING_WRITTEN):
+        """``cannot write PATH: REASON; AFTER``: a write that found the disk full."""
+        return cls(f"cannot write {path}: {reason}" + (f"; {after}" if after else ""),
+                   path, reason)  # fmt: skip
 
 
 class ProcessCountError(VBPruneError, RuntimeError):
@@ -109,31 +118,34 @@ def out_of_space(error: BaseException) -> str | None:
     """Why writing failed when ``error`` says the disk is full or a file-size limit was
     hit (an ``OSError``, or safetensors' error that carries the OS error's text and
     number), or was caused by such an error (an inner write's), else ``None``."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:  # the error, or what caused it
-        seen.add(id(error))
-        if isinstance(error, OutputNotWritableError) and error.reason:
-            return error.reason
-        if isinstance(error, OSError) and error.errno in _FULL:
-            return _FULL[error.errno]
-        text = str(error)
+    for link in _chain(error):  # the error, or what caused it
+        if isinstance(link, OutputNotWritableError) and link.reason:
+            return link.reason
+        if isinstance(link, OSError) and link.errno in _FULL:
+            return _FULL[link.errno]
+        text = str(link)
         for code, reason in _FULL.items():  # safetensors: "(os error 28)" or "code: 28"
             if f"os error {code})" in text or f"code: {code}," in text:
                 return reason
         if "PytorchStreamWriter failed writing file" in text or "file write failed" in text:
             return "the disk is full or a file-size limit was hit"  # torch.save: no errno
-        error = error.__cause__ or error.__context__
     return None
 
 
 def written_file(error: BaseException | None) -> str | None:
     """The file an ``OSError`` in ``error``'s chain was writing, when it says."""
+    for link in _chain(error):
+        if isinstance(link, OutputNotWritableError) and link.path is not None:
+            return str(link.path)
+        if isinstance(link, OSError) and link.filename:
+            return str(link.filename)
+    return None
+
+
+def _chain(error: BaseException | None):
+    """``error``, then what caused it (``raise ... from``, or raised while handling it)."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OutputNotWritableError) and error.path is not None:
-            return str(error.path)
-        if isinstance(error, OSError) and error.filename:
-            return str(error.filename)
+        yield error
         error = error.__cause__ or error.__context__
-    return None

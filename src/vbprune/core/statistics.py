@@ -349,12 +349,7 @@ class ActivationStats(Mapping[str, NeuronStats]):
             Path(tmp).unlink(missing_ok=True)
             reason = out_of_space(error)
             if reason is not None:
-                raise OutputNotWritableError(
-                    f"cannot write {path}: {reason}; nothing was written (free space or "
-                    "write elsewhere)",
-                    path,
-                    reason,
-                ) from error
+                raise OutputNotWritableError.full_disk(path, reason) from error
             raise
 
     @classmethod

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import (
+    NOTHING_WRITTEN,
     CheckpointError,
     MissingInputError,
     OutputExistsError,
@@ -211,7 +212,7 @@ def full_disk_error(
     error: BaseException,
     path: Path,
     tmp: Path | None = None,
-    after: str = "nothing was written (free space or write elsewhere)",
+    after: str = NOTHING_WRITTEN,
 ) -> OutputNotWritableError | None:
     """The error to raise when ``error`` says a disk filled (or a size limit was hit):
     naming ``path`` when the write was of this output (under ``path`` or its temporary
@@ -228,8 +229,8 @@ def full_disk_error(
     if not inside:  # another file's disk: said as that file's
         if isinstance(error, OutputNotWritableError):
             return error
-        return OutputNotWritableError(f"cannot write {written}: {reason}", written, reason)
-    return OutputNotWritableError(f"cannot write {path}: {reason}; {after}", path, reason)
+        return OutputNotWritableError.full_disk(written, reason, after=None)
+    return OutputNotWritableError.full_disk(path, reason, after)
 
 
 def remove_own_temporaries(path: str | Path) -> list[Path]:

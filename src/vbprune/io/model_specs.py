@@ -89,6 +89,7 @@ def _load_timm(name: str, pretrained: bool) -> nn.Module:
     from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
     from .online import OFFLINE_HINT, hub_offline
+    from .timm_format import UNBUILDABLE, unbuildable
 
     if pretrained and not name.startswith("local-dir:"):
         hub_offline()  # when the Hub cannot be reached: the cache only, at once
@@ -107,15 +108,10 @@ def _load_timm(name: str, pretrained: bool) -> nn.Module:
         if "Unknown model" not in str(error):
             raise
         raise MissingInputError(f"timm has no model {name!r} ({error})") from error
-    except (AssertionError, ValueError, KeyError, IndexError, TypeError) as error:
+    except (*UNBUILDABLE, TypeError) as error:  # timm builds it: an unknown argument too
         if folder is None:
             raise
-        # arguments the architecture refuses (embed_dim not divisible by num_heads, ...)
-        raise CheckpointError(
-            f"{Path(folder) / 'config.json'}: its model arguments cannot build the model "
-            f"({str(error) or type(error).__name__}); the file was edited or is of another "
-            "model"
-        ) from error
+        raise unbuildable(folder, error, "the model") from error
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         raise MissingInputError(
             f"cannot download the weights of timm:{name}: {OFFLINE_HINT}; use "

@@ -174,6 +174,19 @@ def _check_rebuilds(
     return heads
 
 
+# what timm raises for model arguments an architecture refuses (embed_dim not divisible
+# by num_heads, ...)
+UNBUILDABLE = (AssertionError, ValueError, KeyError, IndexError, ZeroDivisionError)
+
+
+def unbuildable(folder: str | Path, error: BaseException, architecture: str) -> CheckpointError:
+    """The error of a saved folder whose ``config.json`` arguments cannot build it."""
+    return CheckpointError(
+        f"{Path(folder) / 'config.json'}: its model arguments cannot build {architecture} "
+        f"({str(error) or type(error).__name__}); the file was edited or is of another model"
+    )
+
+
 def build_timm(
     folder: Path, config: dict[str, Any], **overrides: Any
 ) -> tuple[nn.Module, dict | None]:
@@ -207,13 +220,8 @@ def build_timm(
         model = timm.create_model(architecture, pretrained=False, **model_args)
     except (RuntimeError, TypeError) as error:  # unknown model name, unknown argument
         raise CheckpointError(f"{folder}: unknown timm architecture: {error}") from error
-    except (AssertionError, ValueError, KeyError, IndexError, ZeroDivisionError) as error:
-        # arguments the architecture refuses (embed_dim not divisible by num_heads, ...)
-        reason = str(error) or type(error).__name__
-        raise CheckpointError(
-            f"{Path(folder) / 'config.json'}: its model arguments cannot build "
-            f"{architecture} ({reason}); the file was edited or is of another model"
-        ) from error
+    except UNBUILDABLE as error:
+        raise unbuildable(folder, error, architecture) from error
     if section is not None:  # warned of once the architecture is known to build
         section = check_section(section, str(folder), stacklevel=5)  # the user's call
     model.pretrained_cfg = {**model.pretrained_cfg, **config.get("pretrained_cfg", {})}

@@ -11,7 +11,6 @@ only), MLP-only pruning to the same budget among them.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,7 +27,7 @@ from ..core.selection import PruningPlan, plan_from_keep, select_units
 from ..core.units import SiteUnits
 from .latency import LatencyTable, latency_table, matches
 from .refinement import refine_to_latency
-from .steps import Site, apply_checked, model_sites, progress
+from .steps import Site, progress, pruned_copy
 
 
 def _terms(model: nn.Module, sites: list[Site], config: PruningConfig, table=None):
@@ -213,13 +212,9 @@ def _closest_to_dense(
     training = model.training
     model.eval()
     dense = _logits(model, batches).log_softmax(-1)
-    names = [site.name for site in sites]
-    heads = any(site.kind == "attention" for site in sites)
     results = []
     for plan in progress("trying heads against neurons", len(candidates))(candidates):
-        trial = copy.deepcopy(model)
-        found = {site.name: site for site in model_sites(trial, heads)[0]}
-        apply_checked(trial, [found[name] for name in names], plan, mode, units)
+        trial = pruned_copy(model, sites, plan, mode, units)
         pruned = _logits(trial, batches).log_softmax(-1)
         kl = float(torch.nn.functional.kl_div(pruned, dense, log_target=True,
                                               reduction="batchmean"))  # fmt: skip
@@ -236,11 +231,8 @@ def _closest_to_dense(
 
 
 def record_achieved(model: nn.Module, budget: dict[str, Any]) -> None:
-    """The measure the pruned model really has (counted), as a share of the dense one; a
-    latency budget's was measured while refining its plan (a copy of the same shapes
-    timed against the dense model), which no longer exists here."""
-    if budget["measure"] == "latency":
-        return
+    """The MACs or parameters the pruned model really has (counted), as a share of the
+    dense one (a latency budget's share was measured while refining its plan)."""
     if budget["measure"] == "params":
         now = sum(p.numel() for p in model.parameters())
     else:

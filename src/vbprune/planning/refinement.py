@@ -4,7 +4,6 @@ share meets the budget (:func:`refine_to_latency`)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 
 from torch import Tensor, nn
@@ -14,7 +13,7 @@ from ..core.errors import ConfigError
 from ..core.selection import PruningPlan
 from ..core.units import SiteUnits
 from .latency import LatencyTable
-from .steps import Site, apply_checked, model_sites
+from .steps import Site, pruned_copy
 
 TOLERANCE = 0.02  # a measured share within 2 % of the target ends the refinement
 REFINE_STEPS = 4  # plans timed at most (the first included)
@@ -30,10 +29,7 @@ def measured_share(
 ) -> float:
     """The latency of ``model`` pruned by ``plan`` (a copy, shapes only: no compensation)
     as a share of ``model``'s, both timed in turns."""
-    trial = copy.deepcopy(model)
-    found = {site.name: site for site in model_sites(trial, any(s.kind == "attention"
-                                                                for s in sites))[0]}  # fmt: skip
-    apply_checked(trial, [found[site.name] for site in sites], plan, "none", units)
+    trial = pruned_copy(model, sites, plan, "none", units)
     calls = {"dense": lambda: model(batch), "pruned": lambda: trial(batch)}
     training = model.training
     model.eval()

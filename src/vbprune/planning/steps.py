@@ -151,3 +151,21 @@ def _diagnose(
         lost[units.name][mode] = round(
             lost_output_variance(w2, keep, pruned, cov, correction.weight), 6
         )
+
+
+def pruned_copy(
+    model: nn.Module,
+    sites: list[Site],
+    plan: PruningPlan,
+    mode: str,
+    units: Mapping[str, SiteUnits],
+) -> nn.Module:
+    """A copy of ``model`` with ``plan`` applied (``mode``: its compensation), to try a
+    plan out (its logits, its latency) while ``model`` stays whole."""
+    import copy
+
+    trial = copy.deepcopy(model)
+    heads = any(site.kind == "attention" for site in sites)
+    found = {site.name: site for site in model_sites(trial, heads)[0]}
+    apply_checked(trial, [found[site.name] for site in sites], plan, mode, units)
+    return trial
